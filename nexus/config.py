@@ -1,0 +1,206 @@
+"""The only reader of params.yaml: each section loads into a typed, validated dataclass.
+
+Unknown keys and wrong types are collected and raised together as one :class:`ParamsError`, every
+problem naming its ``params.yaml`` key. No torch import here: ``nexus plan`` uses this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+QUICK_STEPS = 10
+
+T = TypeVar("T")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, malformed, or holds unknown or ill-typed keys."""
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    """``base:`` the model every capability starts from."""
+
+    model: str = "models/base"  # HF model folder or .gguf file
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class OrganizeParams:
+    """``organize:`` where the dataset organizer looks."""
+
+    sources: list[str] = field(default_factory=lambda: ["data/samples", "data/raw"])
+    head_records: int = 5
+    model_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ControllerParams:
+    """``controller:`` checkpoint cadence, cooldown and thermal guard."""
+
+    checkpoint_every_steps: int = 25
+    cooldown_every_steps: int = 500
+    cooldown_seconds: float = 60
+    max_gpu_temp_c: float = 83
+    thermal_poll_seconds: float = 10
+
+
+@dataclass(frozen=True)
+class CapabilityParams:
+    """``capabilities.<name>:`` how one capability is trained and evaluated."""
+
+    method: str = "sft"
+    adapter: str = "lora"
+    epochs: float = 1
+    max_steps: int = -1
+    learning_rate: float = 2e-4
+    batch_size: int = 2
+    grad_accum: int = 1
+    sample_size: int = 0
+    eval_size: int = 20
+    max_length: int = 384
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    max_new_tokens: int = 200
+    quick: bool = False
+
+    def effective(self) -> CapabilityParams:
+        """The values a run actually uses: quick mode shrinks steps, batches and evaluation."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(
+            self,
+            max_steps=QUICK_STEPS,
+            batch_size=1,
+            grad_accum=1,
+            sample_size=min(self.sample_size or 40, 40),
+            eval_size=min(self.eval_size, 5),
+            max_new_tokens=min(self.max_new_tokens, 96),
+        )
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything in params.yaml."""
+
+    base: BaseParams
+    organize: OrganizeParams
+    controller: ControllerParams
+    capabilities: dict[str, CapabilityParams]
+
+
+_ADAPTERS = ("lora", "full")
+
+
+def _coerce(cls: type[T], raw: Any, where: str, errors: list[str]) -> T:
+    """Build dataclass ``cls`` from mapping ``raw``, appending one message per bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a mapping, got {type(raw).__name__}")
+        return cls()
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            errors.append(f"{where}.{key}: unknown key (known: {', '.join(known)})")
+            continue
+        default = known[key].default
+        if default is dataclasses.MISSING:
+            default = known[key].default_factory()  # type: ignore[misc]
+        expected = type(default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is bool and not isinstance(value, bool):
+            errors.append(f"{where}.{key}: expected true or false, got {value!r}")
+            continue
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+            errors.append(f"{where}.{key}: expected an integer, got {value!r}")
+            continue
+        if expected in (float, str, list) and not isinstance(value, expected):
+            errors.append(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
+            continue
+        values[key] = value
+    return cls(**values)
+
+
+def _check_capability(name: str, cap: CapabilityParams, errors: list[str]) -> None:
+    where = f"capabilities.{name}"
+    if cap.adapter not in _ADAPTERS:
+        errors.append(f"{where}.adapter: '{cap.adapter}' is not one of {', '.join(_ADAPTERS)}")
+    for key in ("batch_size", "grad_accum", "max_length", "lora_r", "max_new_tokens"):
+        if getattr(cap, key) < 1:
+            errors.append(f"{where}.{key}: must be at least 1")
+    if cap.eval_size < 0 or cap.sample_size < 0:
+        errors.append(f"{where}: eval_size and sample_size must be >= 0")
+    if cap.max_steps == 0 or cap.max_steps < -1:
+        errors.append(f"{where}.max_steps: use a positive count, or -1 to train for `epochs`")
+    if cap.learning_rate <= 0:
+        errors.append(f"{where}.learning_rate: must be positive")
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate an already-loaded params mapping.
+
+    Raises:
+        ParamsError: one message listing every problem, each naming its key.
+    """
+    errors: list[str] = []
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level")
+    for key in raw:
+        if key not in ("base", "organize", "controller", "capabilities"):
+            errors.append(f"{key}: unknown section (known: base, organize, controller, capabilities)")
+    base = _coerce(BaseParams, raw.get("base"), "base", errors)
+    organize = _coerce(OrganizeParams, raw.get("organize"), "organize", errors)
+    controller = _coerce(ControllerParams, raw.get("controller"), "controller", errors)
+    caps_raw = raw.get("capabilities") or {}
+    capabilities: dict[str, CapabilityParams] = {}
+    if not isinstance(caps_raw, dict):
+        errors.append("capabilities: expected a mapping of capability name to settings")
+        caps_raw = {}
+    for name, entry in caps_raw.items():
+        cap = _coerce(CapabilityParams, entry, f"capabilities.{name}", errors)
+        _check_capability(name, cap, errors)
+        capabilities[name] = cap
+    if errors:
+        raise ParamsError(f"{source}: " + "; ".join(errors))
+    return Params(base, organize, controller, capabilities)
+
+
+def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml.
+
+    Raises:
+        ParamsError: the file is missing, not YAML, or fails validation.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ParamsError(f"{p}: not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{p}: not valid YAML ({err})".replace("\n", " ")) from err
+    return parse_params(raw, str(p))
+
+
+def capability_params(params: Params, name: str) -> CapabilityParams:
+    """The effective settings of one capability.
+
+    Raises:
+        ParamsError: params.yaml has no entry for ``name``.
+    """
+    if name not in params.capabilities:
+        raise ParamsError(
+            f"{PARAMS_FILE}: no entry capabilities.{name}; add one "
+            f"(copy capabilities.cot and adjust it)"
+        )
+    return params.capabilities[name].effective()

@@ -1,0 +1,205 @@
+"""The capability registry: every capability Nexus knows, declared as data.
+
+A capability is one row of :data:`CAPABILITIES`. Adding one means adding a row here, a module in
+``nexus/capabilities/`` (formatter + evaluator) and an entry under ``capabilities:`` in params.yaml;
+``tests/unit/test_pipeline_spec.py`` checks that the three agree.
+
+This module imports nothing beyond the standard library: ``make train`` validates ``CAPS`` with it
+before any virtualenv exists (``python3 -m nexus.registry cot,tools``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+MODALITIES = ("text", "vision", "audio_in", "audio_out", "video")
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One trainable capability.
+
+    Attributes:
+        name: snake_case key; also the DVC stage suffix (``train@<name>``) and module name.
+        description: one line for ``nexus plan`` and the docs.
+        modalities: modalities the base model must have (see :mod:`nexus.modality`).
+        group: ``text`` or ``multimodal``; ``all-text`` selects the text group.
+        default_method: training method used when params.yaml does not name one.
+        record_kinds: record kinds (see :mod:`nexus.formats`) whose files this capability trains on.
+        implemented: False while no formatter/evaluator exists; choosing it fails up front.
+        missing: what has to be built before it can run (shown when ``implemented`` is False).
+    """
+
+    name: str
+    description: str
+    modalities: tuple[str, ...]
+    group: str
+    default_method: str
+    record_kinds: tuple[str, ...]
+    implemented: bool = False
+    missing: str = ""
+
+
+CAPABILITIES: dict[str, Capability] = {
+    c.name: c
+    for c in (
+        Capability(
+            "cot", "step-by-step chain-of-thought answers to word problems",
+            ("text",), "text", "sft", ("math_qa", "reasoning_trace"), implemented=True,
+        ),
+        Capability(
+            "reasoning", "math reasoning with verifiable final answers",
+            ("text",), "text", "sft", ("math_qa", "math_solution"),
+            missing="a reasoning formatter and answer-normalizing evaluator (issue: text capabilities)",
+        ),
+        Capability(
+            "thinking", "extended thinking inside <think>...</think> with a thinking budget",
+            ("text",), "text", "sft", ("reasoning_trace",),
+            missing="a thinking formatter and think-format evaluator (issue: text capabilities)",
+        ),
+        Capability(
+            "tools", "function calling from a tool schema",
+            ("text",), "text", "sft", ("tool_calls",),
+            missing="a tool-call formatter and exact-call-match evaluator (issue: text capabilities)",
+        ),
+        Capability(
+            "streaming", "token streaming at inference (nexus chat / nexus serve)",
+            ("text",), "text", "sft", ("chat", "instruction"),
+            missing="the streaming runtime and its latency evaluator (issue: text capabilities)",
+        ),
+        Capability(
+            "omni", "convert a text model into an omni (audio in/out) model",
+            ("text", "audio_in"), "multimodal", "sft", ("audio",),
+            missing="audio encoder/decoder wiring (multimodal issue)",
+        ),
+        Capability(
+            "podcast", "multi-speaker podcast script and audio generation",
+            ("text", "audio_out"), "multimodal", "sft", ("audio", "chat"),
+            missing="audio output head and podcast formatter (multimodal issue)",
+        ),
+        Capability(
+            "vision_qa", "answer questions about images",
+            ("text", "vision"), "multimodal", "sft", ("image",),
+            missing="vision encoder + projector training (multimodal issue)",
+        ),
+        Capability(
+            "video_understanding", "answer questions about video clips",
+            ("text", "vision", "video"), "multimodal", "sft", ("video",),
+            missing="video frame sampling and encoder wiring (multimodal issue)",
+        ),
+        Capability(
+            "tri_streaming", "real-time text, audio and video streaming",
+            ("text", "audio_in", "audio_out", "video"), "multimodal", "sft", ("video_audio",),
+            missing="omni and video-understanding first, then a streaming runtime (multimodal issue)",
+        ),
+        Capability(
+            "image_generation", "text-to-image through a projector into SD3",
+            ("text",), "multimodal", "sft", ("image_caption",),
+            missing="projector into a diffusers SD3 pipeline (generation issue)",
+        ),
+        Capability(
+            "video_generation", "text-to-video through a projector into a video diffusion model",
+            ("text",), "multimodal", "sft", ("video",),
+            missing="projector into a diffusers video pipeline (generation issue)",
+        ),
+        Capability(
+            "remotion_explainer", "generate Remotion explainer-video code",
+            ("text",), "text_extra", "sft", ("chat",),
+            missing="a code formatter and render-check evaluator (explainer issue)",
+        ),
+    )
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all-text": ("cot", "reasoning", "thinking", "tools", "streaming"),
+    "all": tuple(CAPABILITIES),
+}
+
+
+class UnknownCapabilityError(ValueError):
+    """A CAPS entry that is neither a capability nor a group."""
+
+
+class NotImplementedCapabilityError(ValueError):
+    """A capability that is declared but cannot be trained yet."""
+
+
+def normalize(name: str) -> str:
+    """Map a user-typed name (``vision-qa``, ``Vision_QA``) onto a registry key."""
+    return name.strip().lower().replace("-", "_")
+
+
+def valid_names() -> list[str]:
+    """Every name CAPS accepts: the capabilities, then the groups."""
+    return [*CAPABILITIES, *GROUPS]
+
+
+def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:
+    """Resolve a CAPS value into the capabilities to train, in registry order.
+
+    Names chosen one by one must be implemented; a group keeps its implemented members and reports
+    the others as skipped.
+
+    Args:
+        caps: comma-separated string or list of names and groups.
+
+    Returns:
+        ``(selected, skipped)``: capability names to train, and group members skipped because they
+        are not implemented yet.
+
+    Raises:
+        UnknownCapabilityError: a name is neither a capability nor a group.
+        NotImplementedCapabilityError: a name chosen explicitly is not implemented.
+    """
+    items = [c for c in (caps.split(",") if isinstance(caps, str) else caps) if c.strip()]
+    if not items:
+        raise UnknownCapabilityError(
+            f"no capability given; choose from: {', '.join(valid_names())}"
+        )
+    chosen: set[str] = set()
+    skipped: set[str] = set()
+    for raw in items:
+        key = raw.strip().lower()
+        if key in GROUPS:
+            for member in GROUPS[key]:
+                (chosen if CAPABILITIES[member].implemented else skipped).add(member)
+            continue
+        name = normalize(key)
+        if name not in CAPABILITIES:
+            raise UnknownCapabilityError(
+                f"unknown capability '{raw.strip()}'; valid names: {', '.join(valid_names())}"
+            )
+        cap = CAPABILITIES[name]
+        if not cap.implemented:
+            raise NotImplementedCapabilityError(
+                f"capability '{name}' is declared but not implemented yet: missing {cap.missing}. "
+                f"Implemented now: {', '.join(implemented())}"
+            )
+        chosen.add(name)
+    order = list(CAPABILITIES)
+    return sorted(chosen, key=order.index), sorted(skipped - chosen, key=order.index)
+
+
+def implemented() -> list[str]:
+    """Names of the capabilities that can be trained now."""
+    return [name for name, cap in CAPABILITIES.items() if cap.implemented]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m nexus.registry CAPS``: print the resolved names, or one error line and exit 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        selected, skipped = resolve(args[0] if args else "")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name in skipped:
+        print(f"note: skipping '{name}' (not implemented yet: {CAPABILITIES[name].missing})",
+              file=sys.stderr)
+    print(" ".join(selected))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
