@@ -1,0 +1,41 @@
+"""One module per capability: a formatter (record -> chat example) and an evaluator (score).
+
+Every capability module exposes the same small surface (see :class:`CapabilityModule`); the shared
+trainer and evaluator never branch on the capability name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, TypedDict
+
+
+class Example(TypedDict):
+    """A formatted training/eval example in TRL's conversational prompt-completion form."""
+
+    prompt: list[dict[str, str]]
+    completion: list[dict[str, str]]
+    reference: str
+
+
+class CapabilityModule(Protocol):
+    """The interface each ``nexus/capabilities/<name>.py`` provides (documents shape, shares no code)."""
+
+    FORMATTERS: dict[str, Any]
+    """Detected format name -> ``fn(record) -> Example`` (raises :class:`SkipRecord` to drop it)."""
+
+    METRIC: str
+    """Name of the headline metric (``accuracy``, ...), written as ``<model>.<METRIC>``."""
+
+    def score(self, generated: str, example: Example) -> dict[str, float]:
+        """Score one generated answer against its example; values in [0, 1]."""
+        ...
+
+
+class SkipRecord(ValueError):
+    """A record the formatter cannot use; the message is the reason, counted in the stats."""
+
+
+def load(name: str) -> CapabilityModule:
+    """Import ``nexus.capabilities.<name>``."""
+    return importlib.import_module(f"{__name__}.{name}")  # type: ignore[return-value]

@@ -1,0 +1,70 @@
+"""cot: step-by-step chain-of-thought answers to word problems.
+
+Trains the model to reason in short steps and end with one line "The final answer is N.", and scores
+final-answer accuracy on a held-out split (greedy generation).
+
+Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
+
+- ``gsm8k``: ``{"question": "Natalia sold clips to 48 ...", "answer": "Natalia sold 48/2 =
+  <<48/2=24>>24 clips in May. ... #### 72"}`` (openai/grade-school-math)
+- ``openthoughts``: ``{"system": "...", "conversations": [{"from": "user", "value": "..."},
+  {"from": "assistant", "value": "<|begin_of_thought|>...<|end_of_thought|>
+  <|begin_of_solution|>... \\boxed{72}<|end_of_solution|>"}]}`` (open-thoughts/OpenThoughts-114k)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nexus.capabilities import Example, SkipRecord
+from nexus.capabilities._answers import answers_match, extract_answer, strip_calculator
+
+METRIC = "accuracy"
+INSTRUCTION = "Solve the problem step by step, then give the final answer on its own line."
+_THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.DOTALL)
+_SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.DOTALL)
+
+
+def _example(question: str, steps: str, answer: str) -> Example:
+    return {
+        "prompt": [{"role": "user", "content": f"{question.strip()}\n\n{INSTRUCTION}"}],
+        "completion": [
+            {"role": "assistant", "content": f"{steps.strip()}\nThe final answer is {answer}."}
+        ],
+        "reference": answer,
+    }
+
+
+def format_gsm8k(record: dict[str, Any]) -> Example:
+    """GSM8K ``question``/``answer`` (with ``#### N``) -> reasoning steps + final answer."""
+    question, answer = record.get("question"), record.get("answer")
+    if not isinstance(question, str) or not isinstance(answer, str) or "####" not in answer:
+        raise SkipRecord("no question, or answer without '#### <final answer>'")
+    steps, final = answer.rsplit("####", 1)
+    return _example(question, strip_calculator(steps), final.strip().replace(",", ""))
+
+
+def format_openthoughts(record: dict[str, Any]) -> Example:
+    """OpenThoughts ``conversations`` (thought + solution markers) -> reasoning + final answer."""
+    turns = record.get("conversations") or []
+    user = next((t.get("value") for t in turns if t.get("from") in ("user", "human")), None)
+    reply = next((t.get("value") for t in turns if t.get("from") in ("assistant", "gpt")), None)
+    if not isinstance(user, str) or not isinstance(reply, str):
+        raise SkipRecord("no user question and assistant reply in conversations")
+    thought = _THOUGHT.search(reply)
+    solution = _SOLUTION.search(reply)
+    if not thought or not solution:
+        raise SkipRecord("assistant reply lacks begin/end_of_thought or begin/end_of_solution markers")
+    answer = extract_answer(solution.group(1))
+    if answer is None:
+        raise SkipRecord("solution has no final answer")
+    return _example(user, f"{thought.group(1).strip()}\n\n{solution.group(1).strip()}", answer)
+
+
+FORMATTERS = {"gsm8k": format_gsm8k, "openthoughts": format_openthoughts}
+
+
+def score(generated: str, example: Example) -> dict[str, float]:
+    """``accuracy``: 1.0 when the generated final answer equals the reference."""
+    return {METRIC: float(answers_match(generated, example["reference"]))}

@@ -1,0 +1,206 @@
+"""``nexus``: the pipeline's verbs for direct use (stage scripts call the same functions).
+
+    nexus plan --caps cot            # what would run, no torch import
+    nexus organize [--preview]       # catalog data files into data/organized/
+    nexus detect models/base         # modalities of a model folder or GGUF file
+    nexus prepare-base --out models/base
+    nexus train --capability cot [--out models/cot]
+    nexus eval --capability cot --model models/cot
+    nexus scores --caps cot          # base vs trained held-out scores
+    nexus set-params --caps cot --method sft --epochs 2
+
+Errors print one line (``error: ...``) and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from nexus import registry
+from nexus.config import PARAMS_FILE
+
+
+def _caps_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--caps", default="cot", help="capabilities or groups, comma-separated "
+                        f"(valid: {', '.join(registry.valid_names())})")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from nexus.plan import build_plan, format_plan
+
+    print(format_plan(build_plan(args.caps, params_file=args.params, quick=args.quick)))
+    return 0
+
+
+def _cmd_organize(args: argparse.Namespace) -> int:
+    from nexus.config import load_params
+    from nexus.organize import format_summary, organize
+
+    params = load_params(args.params)
+    catalog = organize([*map(_path, params.organize.sources)], _path(args.out),
+                       head_records=params.organize.head_records,
+                       model_dirs=[*map(_path, params.organize.model_dirs)], move=args.move)
+    print(format_summary(catalog))
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    import json
+
+    from nexus.modality import detect_modalities, write_report
+
+    if args.out:
+        write_report(args.model, args.out)
+    print(json.dumps(detect_modalities(args.model), indent=2))
+    return 0
+
+
+def _cmd_prepare_base(args: argparse.Namespace) -> int:
+    from nexus import logs
+    from nexus.loading import convert_to_hf, embedded_gguf_path
+
+    logs.setup("prepare_base")
+    convert_to_hf(args.source or embedded_gguf_path(), args.out)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nexus import logs, paths
+    from nexus.config import load_params
+    from nexus.trainer import run_capability
+
+    name = registry.normalize(args.capability)
+    registry.resolve(name)
+    logs.setup(f"train_{name}")
+    params = load_params(args.params)
+    run_capability(name, params, paths.output_dir(name, args.out), organized_dir=args.data,
+                   modality_file=args.modality)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from nexus import logs, paths
+    from nexus.config import load_params
+    from nexus.evaluate import run_eval
+
+    name = registry.normalize(args.capability)
+    registry.resolve(name)
+    logs.setup(f"eval_{name}")
+    metrics = run_eval(name, load_params(args.params), args.model or paths.output_dir(name),
+                       organized_dir=args.data)
+    print(json.dumps({name: metrics}))
+    return 0
+
+
+def _cmd_set_params(args: argparse.Namespace) -> int:
+    from nexus.params_edit import apply_overrides, overrides_from_options
+
+    selected, _ = registry.resolve(args.caps)
+    changes = overrides_from_options(selected, method=args.method, sample_size=args.sample_size,
+                                     epochs=args.epochs, batch_size=args.batch_size, quick=args.quick)
+    for line in apply_overrides(args.params, changes):
+        print(line)
+    return 0
+
+
+def _cmd_scores(args: argparse.Namespace) -> int:
+    import json
+
+    from nexus import paths
+
+    selected, _ = registry.resolve(args.caps)
+    for name in selected:
+        report = paths.eval_report_dir(name) / "metrics.json"
+        if not report.is_file():
+            print(f"{name}: not evaluated yet (run make train CAPS={name})")
+            continue
+        metrics = json.loads(report.read_text(encoding="utf-8"))
+        for key, trained in metrics["trained"].items():
+            base = metrics["base"].get(key, float("nan"))
+            print(f"{name} {key}: base {base:.3f} -> trained {trained:.3f} (n={metrics['n']} held out)")
+    return 0
+
+
+def _path(value: str):  # noqa: ANN202 - tiny local helper
+    from pathlib import Path
+
+    return Path(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nexus`` argument parser (one sub-command per verb)."""
+    parser = argparse.ArgumentParser(prog="nexus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default=PARAMS_FILE, help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", parents=[common], help="print the stage plan without training (no torch import)")
+    _caps_arg(p)
+    p.add_argument("--quick", action="store_true", help="show the plan for QUICK=1")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("organize", parents=[common], help="detect data files' formats and route them to capabilities")
+    p.add_argument("--out", default="data/organized", help="output folder (default: data/organized)")
+    p.add_argument("--move", action="store_true",
+                   help="MOVE files from data/raw into per-capability folders (the seed's behaviour)")
+    p.set_defaults(func=_cmd_organize)
+
+    p = sub.add_parser("detect", parents=[common], help="print a model's modalities (reads config/GGUF metadata only)")
+    p.add_argument("model", help="HF model folder or .gguf file")
+    p.add_argument("--out", help="also write the report to this JSON file")
+    p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("prepare-base", parents=[common], help="convert the embedded SmolLM2 GGUF (or --source) to an HF folder")
+    p.add_argument("--out", default="models/base")
+    p.add_argument("--source", help="a .gguf file or HF folder (default: the embedded SmolLM2)")
+    p.set_defaults(func=_cmd_prepare_base)
+
+    p = sub.add_parser("train", parents=[common], help="train one capability (what `dvc repro train@<cap>` runs)")
+    p.add_argument("--capability", required=True)
+    p.add_argument("--out", help="output folder (default: $NEXUS_OUTPUT_DIR/<cap> or models/<cap>)")
+    p.add_argument("--data", default="data/organized", help="organizer output folder")
+    p.add_argument("--modality", default="data/modality.json", help="modality report of the base model")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", parents=[common], help="score base and trained model on the held-out split")
+    p.add_argument("--capability", required=True)
+    p.add_argument("--model", help="trained model folder (default: models/<cap>)")
+    p.add_argument("--data", default="data/organized", help="organizer output folder")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("scores", parents=[common], help="print base vs trained scores of evaluated capabilities")
+    _caps_arg(p)
+    p.set_defaults(func=_cmd_scores)
+
+    p = sub.add_parser("set-params", parents=[common], help="write Make-style overrides into params.yaml (DVC tracks them)")
+    _caps_arg(p)
+    p.add_argument("--method")
+    p.add_argument("--sample-size", type=int)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--quick", choices=("0", "1"))
+    p.set_defaults(func=_cmd_set_params)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; known errors become one ``error:`` line and exit code 1."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        logging.getLogger("nexus").debug("failed", exc_info=True)
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

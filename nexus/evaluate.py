@@ -1,0 +1,99 @@
+"""The shared evaluator: greedy generation on a capability's held-out split, base versus trained.
+
+Each capability module supplies ``score(generated, example)``; this module only generates and
+averages, so every capability is scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from nexus import capabilities, paths, results
+from nexus.config import Params, capability_params
+from nexus.examples import load_examples
+
+log = logging.getLogger(__name__)
+
+
+def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], max_new_tokens: int,
+             batch_size: int = 8) -> list[str]:
+    """Greedy completions for chat prompts, batched with left padding."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                 for p in prompts[start:start + batch_size]]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(model.device)
+        with torch.inference_mode():
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        new = ids[:, batch["input_ids"].shape[1]:]
+        outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    return outputs
+
+
+def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
+                max_new_tokens: int) -> tuple[dict[str, float], list[str]]:
+    """Load ``model_path`` (base folder, GGUF or adapter folder) and average its scores."""
+    from nexus.loading import load_model, load_tokenizer
+
+    module = capabilities.load(capability)
+    model = load_model(model_path)
+    tokenizer = load_tokenizer(model_path)
+    generated = generate(model, tokenizer, [e["prompt"] for e in examples], max_new_tokens)
+    totals: dict[str, float] = {}
+    for text, example in zip(generated, examples, strict=True):
+        for key, value in module.score(text, example).items():
+            totals[key] = totals.get(key, 0.0) + value
+    return {k: round(v / max(len(examples), 1), 4) for k, v in totals.items()}, generated
+
+
+def run_eval(capability: str, params: Params, model_dir: str | Path,
+             organized_dir: str | Path = paths.ORGANIZED_DIR,
+             report_dir: str | Path | None = None) -> dict[str, Any]:
+    """Score the base model and the trained one on the held-out split; write metrics and samples.
+
+    Writes ``<report_dir>/metrics.json`` (``{"base": {...}, "trained": {...}, "n": N}``) and
+    ``predictions.jsonl`` atomically, and appends a row to ``results/eval.csv``.
+    """
+    import torch
+
+    torch.manual_seed(params.base.seed)
+    cap = capability_params(params, capability)
+    data = load_examples(capability, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+    started = time.perf_counter()
+    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap.max_new_tokens)
+    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap.max_new_tokens)
+    metrics = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
+    report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
+    report.mkdir(parents=True, exist_ok=True)
+    _write_atomic(report / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    rows = [json.dumps({"prompt": e["prompt"][-1]["content"], "reference": e["reference"],
+                        "base": b, "trained": t}) for e, b, t in zip(data.eval, base_out, trained_out,
+                                                                    strict=True)]
+    _write_atomic(report / "predictions.jsonl", "\n".join(rows) + "\n")
+    module = capabilities.load(capability)
+    results.append_row("eval", {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "capability": capability, "method": cap.method,
+        "n": len(data.eval), "metric": module.METRIC,
+        "base": base_scores.get(module.METRIC), "trained": trained_scores.get(module.METRIC),
+        "runtime_s": round(time.perf_counter() - started, 1), "model": str(model_dir),
+    })
+    log.info("%s %s: base %.3f -> trained %.3f (n=%d)", capability, module.METRIC,
+             base_scores.get(module.METRIC, 0.0), trained_scores.get(module.METRIC, 0.0), len(data.eval))
+    return metrics
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

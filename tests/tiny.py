@@ -1,0 +1,31 @@
+"""Tiny random models for tests: the real SmolLM2 tokenizer (chat template included) on a 2-layer,
+hidden-64 Llama, saved as a normal HF folder. Built in-process; nothing is downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def build_tiny_llama(out_dir: Path, tokenizer_source: Path | None = None, seed: int = 0) -> Path:
+    """Save a tiny random LlamaForCausalLM with the SmolLM2 tokenizer into ``out_dir``.
+
+    ``tokenizer_source`` is a folder or GGUF file holding the tokenizer (default: the embedded GGUF).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from nexus.loading import embedded_gguf_path, load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_source or embedded_gguf_path())
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
