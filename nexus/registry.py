@@ -75,7 +75,7 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "podcast", "multi-speaker podcast script and audio generation",
-            ("text", "audio_out"), "multimodal", "sft", ("audio", "chat"),
+            ("text", "audio_out"), "multimodal", "sft", ("audio",),
             missing="audio output head and podcast formatter (multimodal issue)",
         ),
         Capability(
@@ -105,7 +105,7 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "remotion_explainer", "generate Remotion explainer-video code",
-            ("text",), "text_extra", "sft", ("chat",),
+            ("text",), "text_extra", "sft", ("explainer_code",),
             missing="a code formatter and render-check evaluator (explainer issue)",
         ),
     )

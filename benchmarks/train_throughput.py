@@ -1,0 +1,128 @@
+"""Training throughput: Nexus's trainer path against a plain TRL SFT script with TRL's defaults.
+
+Same model, same data (GSM8K sample rows formatted by the cot capability), same steps, batch and
+max length; prints real (non-padding) tokens/s and the final loss side by side, plus the time of
+`nexus plan`. Run on demand (not part of the test suite):
+
+    python benchmarks/train_throughput.py                 # embedded SmolLM2 (models/base), 20 steps
+    python benchmarks/train_throughput.py --model PATH --steps 40 --batch-size 2
+
+Each variant runs in its own subprocess so neither inherits the other's threads or caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples" / "gsm8k" / "train_first500.jsonl"
+
+
+def _rows(n: int) -> list[dict]:
+    from nexus.capabilities import cot
+
+    rows = []
+    with SAMPLES.open(encoding="utf-8") as f:
+        for line in f:
+            example = cot.format_gsm8k(json.loads(line))
+            rows.append({"prompt": example["prompt"], "completion": example["completion"]})
+            if len(rows) == n:
+                break
+    return rows
+
+
+def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_length: int) -> dict:
+    """Train ``steps`` steps with one variant in this process and measure it."""
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from nexus import trainer as nexus_trainer
+    from nexus.config import CapabilityParams, parse_params
+    from nexus.loading import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    rows = _rows(steps * batch_size)
+    tokenizer = load_tokenizer(model_path)
+    out = tempfile.mkdtemp(prefix=f"bench-{variant}-")
+    if variant == "trl-defaults":
+        # A plain TRL script: TRL's defaults, except use_cpu (required to run at all on a CPU).
+        import transformers
+
+        config = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size,
+                           max_length=max_length, report_to="none", save_strategy="no", logging_steps=1,
+                           use_cpu=not torch.cuda.is_available(), disable_tqdm=True, seed=0)
+        peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                          task_type="CAUSAL_LM")
+        trainer = SFTTrainer(model=load_model(model_path), args=config, train_dataset=Dataset.from_list(rows),
+                             processing_class=tokenizer, peft_config=peft)
+        del transformers
+    else:
+        cap = CapabilityParams(max_steps=steps, batch_size=batch_size, max_length=max_length)
+        params = parse_params({"base": {"model": model_path, "seed": 0}, "controller":
+                               {"checkpoint_every_steps": 10**9}})
+        profile = nexus_trainer.DeviceProfile.detect()
+        args = nexus_trainer._training_args(cap, params, Path(out), profile)
+        args.update(save_strategy="no")
+        model = nexus_trainer._apply_adapter(load_model(model_path), cap)
+        trainer = nexus_trainer.METHODS["sft"](model, tokenizer, rows, args, [], profile)
+    started = time.perf_counter()
+    trainer.train()
+    elapsed = time.perf_counter() - started
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tokens = trainer._total_train_tokens
+    return {"variant": variant, "steps": trainer.state.global_step, "seconds": round(elapsed, 1),
+            "tokens": tokens, "tokens_per_s": round(tokens / elapsed, 1),
+            "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+
+
+def plan_seconds() -> float:
+    """Wall time of `nexus plan --caps cot` in a fresh interpreter (median of 3)."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nexus.cli", "plan", "--caps", "cot"], cwd=ROOT,
+                       capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return round(sorted(times)[1], 2)
+
+
+def main() -> None:
+    """Run both variants and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "models" / "base"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.model, args.steps, args.batch_size, args.max_length)))
+        return
+    results = []
+    for variant in ("trl-defaults", "nexus"):
+        done = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", args.model,
+                               "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+                               "--max-length", str(args.max_length)],
+                              capture_output=True, text=True, check=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"model {args.model}, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}")
+    print(f"{'variant':<14}{'tokens/s':>10}{'seconds':>9}{'tokens':>8}{'final loss':>12}")
+    for r in results:
+        print(f"{r['variant']:<14}{r['tokens_per_s']:>10}{r['seconds']:>9}{r['tokens']:>8}{r['final_loss']:>12}")
+    speedup = results[1]["tokens_per_s"] / max(results[0]["tokens_per_s"], 1e-9)
+    print(f"speed-up: {speedup:.2f}x plain TRL defaults (target >= 1.5x); "
+          f"loss difference {results[1]['final_loss'] - results[0]['final_loss']:+.4f}")
+    print(f"nexus plan: {plan_seconds()} s (target < 2 s)")
+
+
+if __name__ == "__main__":
+    main()

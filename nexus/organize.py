@@ -1,0 +1,460 @@
+"""The dataset organizer: find data files, detect their format, route them to capabilities.
+
+``organize`` walks the source folders, reads the first records of each data file to detect its
+format (:mod:`nexus.formats`), counts its records and hashes it by streaming, and writes, in one
+atomic step, ``<out>/catalog.json`` and one ``<out>/<capability>/manifest.json`` per capability that
+received files. A file goes to every capability whose ``record_kinds`` accept its kind
+(:data:`nexus.registry.CAPABILITIES`); a file no capability takes, or whose format is unknown, is
+listed as unplaced with the reason. Nothing is guessed, and user files are never moved or edited,
+except with ``move=True`` (the seed's behaviour), which moves placed files from ``data/raw`` into
+``<out>/<capability>/``.
+
+Catalog (``catalog.json``)::
+
+    {"files": [{"path", "format", "kind", "capabilities": [...], "records", "sha256",
+                "status": "placed" | "unplaced", "why"}],
+     "models": [{"path", "role", "modalities": [...], "model_type", "architectures", "source",
+                 "why"}],
+     "notes": [str]}
+
+Manifest (``<capability>/manifest.json``)::
+
+    {"capability": name, "files": [{"path", "format", "kind", "records", "sha256"}]}
+
+No torch import: ``nexus plan`` and ``nexus organize`` use this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nexus import formats, modality, readers
+from nexus.registry import CAPABILITIES
+
+CATALOG = "catalog.json"
+MANIFEST = "manifest.json"
+RAW_DIR = Path("data/raw")
+
+# Files that document a dataset rather than hold records.
+DOC_NAMES = ("readme", "license", "licence", "copying", "notice", "source")
+DOC_FILES = ("SOURCE.md",)
+# Media referenced by records (images, audio, video); never read as data.
+MEDIA_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg",
+    ".mp3", ".wav", ".flac", ".ogg", ".m4a", ".aac", ".opus",
+    ".mp4", ".avi", ".mov", ".mkv", ".webm",
+})
+# Kinds whose records point at media by relative path: moving the file alone would break them.
+MEDIA_KINDS = frozenset({"image", "video", "audio", "video_audio", "image_caption"})
+
+
+class OrganizeError(ValueError):
+    """The organizer cannot run as asked (bad arguments, or it would destroy user files)."""
+
+
+@dataclass
+class FileEntry:
+    """One data file in the catalog.
+
+    Attributes:
+        path: the file's path as found (relative to the cwd when the sources were relative).
+        format: detected schema, or None.
+        kind: record kind, or None.
+        capabilities: capabilities whose ``record_kinds`` accept the kind, in registry order.
+        records: record count, or None when the file could not be read.
+        sha256: hex digest of the file's bytes, or None when it could not be read.
+        status: ``placed`` when at least one capability takes the file, else ``unplaced``.
+        why: why it was placed (the format rule's reason) or why not.
+    """
+
+    path: str
+    format: str | None
+    kind: str | None
+    capabilities: list[str]
+    records: int | None
+    sha256: str | None
+    status: str
+    why: str
+
+
+@dataclass
+class Catalog:
+    """What the organizer found, as written to ``catalog.json``."""
+
+    out_dir: str
+    files: list[FileEntry] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``catalog.json`` mapping."""
+        return {"files": [asdict(f) for f in self.files], "models": self.models, "notes": self.notes}
+
+    def by_capability(self) -> dict[str, list[FileEntry]]:
+        """Placed files per capability, in registry order (capabilities with no file left out)."""
+        out: dict[str, list[FileEntry]] = {}
+        for name in CAPABILITIES:
+            files = [f for f in self.files if name in f.capabilities]
+            if files:
+                out[name] = files
+        return out
+
+    @property
+    def unplaced(self) -> list[FileEntry]:
+        """Files no capability takes, or that could not be recognized or read."""
+        return [f for f in self.files if f.status == "unplaced"]
+
+
+def capabilities_for_kind(kind: str | None) -> list[str]:
+    """Capabilities whose ``record_kinds`` accept ``kind``, in registry order."""
+    if kind is None:
+        return []
+    return [name for name, cap in CAPABILITIES.items() if kind in cap.record_kinds]
+
+
+def unrouted_reason(kind: str) -> str:
+    """Why a recognized kind has no capability, e.g. ``preference data: used by ... yet``."""
+    what = formats.KINDS.get(kind, f"record kind '{kind}'")
+    return f"{what}, not routed to a capability yet"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def classify_file(path: Path, head_records: int = 5) -> FileEntry:
+    """Detect, count and hash one data file, and decide where it goes.
+
+    Args:
+        path: the data file.
+        head_records: records read from its head to detect the format.
+
+    Returns:
+        The catalog entry; unreadable and unrecognized files come back ``unplaced`` with the
+        reason, never as an exception.
+    """
+    shown = path.as_posix()
+    try:
+        head = readers.peek_records(path, head_records)
+    except readers.UnsupportedFileError as err:
+        return FileEntry(shown, None, None, [], None, _hash_or_none(path), "unplaced", str(err))
+    except readers.RecordError as err:
+        return FileEntry(shown, None, None, [], None, _hash_or_none(path), "unplaced",
+                         f"unreadable: {err}")
+    detection = formats.detect_format(head)
+    try:
+        records = readers.count_records(path)
+    except readers.RecordError as err:
+        return FileEntry(shown, detection.format, detection.kind, [], None, _hash_or_none(path),
+                         "unplaced", f"unreadable past its head: {err}")
+    digest = sha256_file(path)
+    if detection.kind is None:
+        return FileEntry(shown, None, None, [], records, digest, "unplaced",
+                         f"unrecognized: {detection.why}")
+    caps = capabilities_for_kind(detection.kind)
+    if not caps:
+        why = f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}"
+        return FileEntry(shown, detection.format, detection.kind, [], records, digest, "unplaced", why)
+    return FileEntry(shown, detection.format, detection.kind, caps, records, digest, "placed",
+                     detection.why)
+
+
+def _hash_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def _is_doc(name: str) -> bool:
+    stem = name.split(".", 1)[0].lower()
+    return name in DOC_FILES or stem in DOC_NAMES
+
+
+def _is_generated(path: Path, out_dir: Path) -> bool:
+    try:
+        rel = path.relative_to(out_dir)
+    except ValueError:
+        return False
+    return rel == Path(CATALOG) or (len(rel.parts) == 2 and rel.name == MANIFEST)
+
+
+def _walk(root: Path, exclude: Path | None, skipped: dict[str, int]) -> Iterator[Path]:
+    """Data files under ``root`` in sorted order, skipping hidden, documentation and media files."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
+        )
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            if _is_doc(name):
+                skipped["documentation"] += 1
+            elif Path(name).suffix.lower() in MEDIA_SUFFIXES:
+                skipped["media"] += 1
+            else:
+                yield here / name
+
+
+def sort_models(model_dirs: Iterable[str | os.PathLike[str]],
+                notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Classify the models under each folder by role and modalities, without moving anything.
+
+    Each sub-folder holding ``config.json`` (and the folder itself, if it holds one) and each
+    ``.gguf`` file directly inside is classified as ``decoder`` (causal LMs, VLMs), ``encoder``
+    (SigLIP, CLIP vision, Whisper encoder) or ``encoder-decoder`` (Whisper, T5), with its
+    modalities (see :mod:`nexus.modality`).
+
+    Args:
+        model_dirs: folders to scan.
+        notes: where to append a note for each folder that does not exist.
+
+    Returns:
+        One entry per model: ``{"path", "role", "modalities", "model_type", "architectures",
+        "source", "why"}``.
+    """
+    models: list[dict[str, Any]] = []
+    for raw in model_dirs:
+        root = Path(raw)
+        if not root.is_dir():
+            if notes is not None:
+                notes.append(f"model folder {root.as_posix()} does not exist; skipped")
+            continue
+        candidates = [root] if (root / "config.json").is_file() else []
+        for child in sorted(root.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if (child.is_dir() and (child / "config.json").is_file()) or (
+                child.is_file() and child.suffix.lower() == ".gguf"
+            ):
+                candidates.append(child)
+        for path in candidates:
+            try:
+                report = modality.detect_modalities(path)
+            except ValueError as err:
+                models.append({"path": path.as_posix(), "role": None, "modalities": [],
+                               "model_type": None, "architectures": [], "source": None,
+                               "why": str(err)})
+                continue
+            models.append({
+                "path": path.as_posix(),
+                "role": report["role"],
+                "modalities": [m for m in modality.MODALITIES if report[m]],
+                "model_type": report["model_type"],
+                "architectures": report["architectures"],
+                "source": report["source"],
+                "why": report["why"],
+            })
+    return models
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _manifest(name: str, files: list[FileEntry]) -> dict[str, Any]:
+    return {
+        "capability": name,
+        "files": [{"path": f.path, "format": f.format, "kind": f.kind, "records": f.records,
+                   "sha256": f.sha256} for f in files],
+    }
+
+
+def _under(path: Path, folder: Path) -> Path | None:
+    try:
+        return path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return None
+
+
+def organize(
+    sources: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    head_records: int = 5,
+    model_dirs: Iterable[str | os.PathLike[str]] = (),
+    move: bool = False,
+    raw_dir: str | os.PathLike[str] = RAW_DIR,
+) -> Catalog:
+    """Catalog every data file under ``sources`` and write the per-capability manifests.
+
+    Args:
+        sources: folders (or single files) to scan recursively; a missing one is skipped with a
+            note (``data/raw`` may be empty or absent).
+        out_dir: where ``catalog.json`` and ``<capability>/manifest.json`` go. It is replaced as a
+            whole, atomically: a failure leaves the previous ``out_dir`` (or none) and no temp dir.
+        head_records: records read from each file's head to detect its format.
+        model_dirs: folders whose model sub-folders are classified (see :func:`sort_models`).
+        move: move placed files found under ``raw_dir`` into ``out_dir/<capability>/`` (the seed's
+            behaviour). Off by default: the organizer otherwise never touches user files.
+        raw_dir: the only folder ``move`` takes files from.
+
+    Returns:
+        The catalog that was written.
+
+    Raises:
+        OrganizeError: ``head_records`` < 1, ``out_dir`` is an existing file, or ``move`` would
+            overwrite a file.
+    """
+    if head_records < 1:
+        raise OrganizeError(f"head_records must be at least 1, got {head_records}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OrganizeError(f"{out}: exists and is not a folder; choose another --out")
+    out_resolved = out.resolve()
+    catalog = Catalog(out_dir=out.as_posix())
+    skipped = {"documentation": 0, "media": 0}
+    seen: set[Path] = set()
+
+    # Files an earlier `move` put inside out_dir are user data: keep them listed and carried over.
+    roots: list[tuple[Path, bool]] = [(Path(s), False) for s in sources]
+    if out.is_dir():
+        roots.append((out, True))
+    for root, is_out in roots:
+        if not is_out and not root.exists():
+            catalog.notes.append(f"source {root.as_posix()} does not exist; skipped")
+            continue
+        for path in _walk(root, None if is_out else out_resolved, skipped):
+            resolved = path.resolve()
+            if resolved in seen or _is_generated(resolved, out_resolved):
+                continue
+            seen.add(resolved)
+            catalog.files.append(classify_file(path, head_records))
+    if skipped["media"]:
+        catalog.notes.append(f"skipped {skipped['media']} media files (referenced by records, not data)")
+    if skipped["documentation"]:
+        catalog.notes.append(
+            f"skipped {skipped['documentation']} documentation files (README, LICENSE, SOURCE.md)"
+        )
+    catalog.models = sort_models(model_dirs, catalog.notes)
+
+    relocations = _plan_relocations(catalog, out, Path(raw_dir), move)
+    _write_atomically(catalog, out, relocations)
+    return catalog
+
+
+def _plan_relocations(catalog: Catalog, out: Path, raw_dir: Path,
+                      move: bool) -> list[tuple[Path, Path]]:
+    """(current file, path relative to out_dir) for carried-over and moved files.
+
+    Updates the moved files' catalog paths to their destination.
+    """
+    plan: list[tuple[Path, Path]] = []
+    for entry in catalog.files:
+        inside = _under(Path(entry.path), out)
+        if inside is not None:
+            plan.append((Path(entry.path), inside))
+    taken = {rel for _, rel in plan}
+    if not move:
+        return plan
+    moved = 0
+    for entry in catalog.files:
+        rel = _under(Path(entry.path), raw_dir)
+        if entry.status != "placed" or rel is None or _under(Path(entry.path), out) is not None:
+            continue
+        if entry.kind in MEDIA_KINDS:
+            catalog.notes.append(
+                f"{entry.path}: kept in place (its records reference media by relative path)"
+            )
+            continue
+        dest = Path(entry.capabilities[0]) / rel
+        if dest in taken:
+            raise OrganizeError(
+                f"--move: {out / dest} already exists; rename {entry.path} or move it by hand"
+            )
+        taken.add(dest)
+        plan.append((Path(entry.path), dest))
+        entry.path = (out / dest).as_posix()
+        moved += 1
+    if moved:
+        catalog.notes.append(f"moved {moved} files from {raw_dir.as_posix()} into {out.as_posix()}")
+    return plan
+
+
+def _write_atomically(catalog: Catalog, out: Path, relocations: list[tuple[Path, Path]]) -> None:
+    """Build the output in a temp dir next to ``out``, then swap it in with renames."""
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    backup: Path | None = None
+    done: list[tuple[Path, Path]] = []
+    try:
+        _write_json(tmp / CATALOG, catalog.to_dict())
+        for name, files in catalog.by_capability().items():
+            _write_json(tmp / name / MANIFEST, _manifest(name, files))
+        for src, rel in relocations:
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(src, target)
+            done.append((src, target))
+        if out.exists():
+            backup = parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out, backup)
+        os.rename(tmp, out)
+    except BaseException as err:
+        if backup is not None and backup.exists() and not out.exists():
+            os.rename(backup, out)
+        stranded = []
+        for src, target in reversed(done):
+            try:
+                src.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(target, src)
+            except OSError:
+                stranded.append(src)
+        if stranded:  # never delete user files: leave the temp dir for the user to recover from
+            raise OrganizeError(
+                f"organize failed ({err}) and could not move back {len(stranded)} files "
+                f"(e.g. {stranded[0]}); they are under {tmp}; move them back by hand"
+            ) from err
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def format_summary(catalog: Catalog) -> str:
+    """A human-readable summary: files per capability, unplaced files with reasons, models, notes."""
+    placed = len(catalog.files) - len(catalog.unplaced)
+    lines = [f"organized {len(catalog.files)} data files into {catalog.out_dir}: "
+             f"{placed} placed, {len(catalog.unplaced)} unplaced"]
+    by_cap = catalog.by_capability()
+    if by_cap:
+        width = max(len(n) for n in by_cap)
+        lines.append(f"  {'capability':<{width}}  files  records")
+        for name, files in by_cap.items():
+            records = sum(f.records or 0 for f in files)
+            flag = "" if CAPABILITIES[name].implemented else "  (not trainable yet)"
+            lines.append(f"  {name:<{width}}  {len(files):>5}  {records:>7}{flag}")
+    if catalog.unplaced:
+        lines.append("unplaced (not used by any capability):")
+        lines.extend(f"  {f.path}: {f.why}" for f in catalog.unplaced)
+    if catalog.models:
+        lines.append("models:")
+        for m in catalog.models:
+            mods = ", ".join(m["modalities"]) or "no modality"
+            lines.append(f"  {m['path']}: {m['role'] or 'unknown role'} ({mods})")
+    if catalog.notes:
+        lines.append("notes:")
+        lines.extend(f"  {note}" for note in catalog.notes)
+    return "\n".join(lines)
+
+
+def print_summary(catalog: Catalog) -> None:
+    """Print :func:`format_summary` to stdout."""
+    print(format_summary(catalog))

@@ -1,0 +1,22 @@
+"""The embedded SmolLM2-135M-Instruct through the whole pipeline (slow: run with -F)."""
+
+import json
+import sys
+
+import pytest
+
+from tests.project import copy_project, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
+
+
+def test_make_train_cot_quick_on_the_embedded_default(tmp_path):
+    repo = copy_project(tmp_path / "project")
+    result = run(repo, "make", "train", "CAPS=cot", "QUICK=1", f"VENV={sys.prefix}", "SKIP_INSTALL=1",
+                 timeout=1800)
+    assert "Running stage 'base_model'" in result.stdout
+    assert "cot accuracy: base " in result.stdout
+    card = json.loads((repo / "models" / "cot" / "run_card.json").read_text())
+    assert card["steps"] == 10 and card["quick"] is True
+    noop = run(repo, "dvc", "repro")
+    assert "Running stage" not in noop.stdout, noop.stdout

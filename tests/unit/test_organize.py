@@ -1,0 +1,261 @@
+"""The dataset organizer on the real samples: routing, manifests, untouched sources, atomic output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus import organize as org
+from nexus.organize import OrganizeError, capabilities_for_kind, format_summary, organize, sort_models
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = Path("data/samples")  # relative: the catalog keeps paths as given
+LF = "data/samples/llamafactory/data"
+
+EXPECTED = {
+    # path: (format, kind, capabilities)
+    "data/samples/gsm8k/train_first500.jsonl": ("gsm8k", "math_qa", ["cot", "reasoning"]),
+    f"{LF}/alpaca_en_demo.json": ("alpaca", "instruction", ["streaming"]),
+    f"{LF}/glaive_toolcall_en_demo.json": ("sharegpt_tools", "tool_calls", ["tools"]),
+    f"{LF}/reason_tool_use_demo_50.jsonl": ("messages_tools", "tool_calls", ["tools"]),
+    f"{LF}/mllm_demo.json": ("mllm_image", "image", ["vision_qa"]),
+    "data/samples/xlam_function_calling_60k/xlam_function_calling_60k_first15.json":
+        ("xlam", "tool_calls", ["tools"]),
+    "data/samples/xlam_function_calling_60k/hf_subset/data/train-00000-of-00001.parquet":
+        ("xlam", "tool_calls", ["tools"]),
+    f"{LF}/v1_dpo_demo.jsonl": ("llamafactory_v1_preference", "preference", []),
+    f"{LF}/kto_en_demo_first100.json": ("conversation_kto", "unpaired_preference", []),
+    f"{LF}/c4_demo_first100.jsonl": ("text", "text", []),
+    "data/samples/safety_refusal/refusal_direction_splits/harmful_train.json":
+        ("prompt_only", "prompt_only", []),
+    "data/samples/safety_refusal/refusal_direction_splits/harmless_train_first500.json":
+        ("prompt_only", "prompt_only", []),
+}
+RECORDS = {"data/samples/gsm8k/train_first500.jsonl": 500, f"{LF}/alpaca_en_demo.json": 999,
+           f"{LF}/kto_en_demo_first100.json": 100, f"{LF}/c4_demo_first100.jsonl": 100}
+
+
+def _tree_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    return ROOT
+
+
+def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
+    before = _tree_digest(SAMPLES)
+    out = tmp_path / "organized"
+    catalog = organize([SAMPLES, Path("data/does-not-exist")], out)
+    assert _tree_digest(SAMPLES) == before
+
+    got = {f.path: (f.format, f.kind, f.capabilities) for f in catalog.files}
+    assert got == EXPECTED
+    for entry in catalog.files:
+        assert entry.status == ("placed" if entry.capabilities else "unplaced")
+        assert entry.sha256 == hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+        assert entry.why
+    for path, n in RECORDS.items():
+        assert next(f.records for f in catalog.files if f.path == path) == n
+    reasons = {f.path: f.why for f in catalog.unplaced}
+    assert reasons[f"{LF}/v1_dpo_demo.jsonl"].startswith(
+        "preference data: used by preference methods (dpo/orpo), not routed to a capability yet")
+    assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
+    assert "skipped 3 media files" in " ".join(catalog.notes)
+
+    written = json.loads((out / "catalog.json").read_text(encoding="utf-8"))
+    assert written == catalog.to_dict()
+    assert set(written) == {"files", "models", "notes"}
+    assert set(written["files"][0]) == {"path", "format", "kind", "capabilities", "records", "sha256",
+                                        "status", "why"}
+    caps = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert caps == ["cot", "reasoning", "streaming", "tools", "vision_qa"]
+    tools = json.loads((out / "tools" / "manifest.json").read_text(encoding="utf-8"))
+    assert tools["capability"] == "tools"
+    assert {f["path"] for f in tools["files"]} == {p for p, v in EXPECTED.items() if "tools" in v[2]}
+    assert set(tools["files"][0]) == {"path", "format", "kind", "records", "sha256"}
+    assert sorted(p.name for p in (out / "cot").iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["organized"]  # no temp dir left behind
+
+
+def test_unknown_and_unreadable_files_are_unplaced_with_reasons(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "mystery.jsonl").write_text('{"foo": 1, "bar": 2}\n', encoding="utf-8")
+    (raw / "broken.jsonl").write_text('{"text": "ok"}\n{"text": \n', encoding="utf-8")
+    (raw / "sheet.xlsx").write_bytes(b"PK")
+    (raw / "README.md").write_text("docs", encoding="utf-8")
+    (raw / ".hidden.jsonl").write_text("{", encoding="utf-8")
+    (raw / "photo.jpg").write_bytes(b"\xff\xd8")
+    catalog = organize([raw], tmp_path / "out")
+    why = {Path(f.path).name: f.why for f in catalog.files}
+    assert set(why) == {"mystery.jsonl", "broken.jsonl", "sheet.xlsx"}
+    assert all(f.status == "unplaced" and not f.capabilities for f in catalog.files)
+    assert why["mystery.jsonl"].startswith("unrecognized: no known schema uses keys bar, foo")
+    assert "broken.jsonl: line 2 (record 2)" in why["broken.jsonl"]
+    assert "unsupported file type '.xlsx'" in why["sheet.xlsx"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["catalog.json"]
+
+
+def test_failure_midway_leaves_no_output_and_no_temp_dir(tmp_path, monkeypatch, at_root):
+    calls = []
+    real_write = org._write_json
+
+    def failing_write(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full (simulated)")
+        real_write(path, data)
+
+    monkeypatch.setattr(org, "_write_json", failing_write)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(OSError, match="simulated"):
+        organize([SAMPLES], work / "organized")
+    assert list(work.iterdir()) == []
+
+
+def test_rerun_replaces_output_and_a_failed_rerun_keeps_the_old_one(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(ROOT / SAMPLES / "gsm8k" / "train_first500.jsonl", src / "gsm.jsonl")
+    out = tmp_path / "out"
+    organize([src], out)
+    (out / "stale").mkdir()
+    (out / "stale" / "manifest.json").write_text("{}", encoding="utf-8")
+    organize([src], out)
+    assert not (out / "stale").exists()  # generated files from an older run are replaced
+    before = _tree_digest(out)
+    monkeypatch.setattr(org, "_manifest", lambda name, files: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        organize([src], out)
+    assert _tree_digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+
+def test_out_dir_inside_a_source_is_not_scanned(tmp_path):
+    data = tmp_path / "data"
+    (data / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / SAMPLES / "gsm8k" / "train_first500.jsonl", data / "raw" / "gsm.jsonl")
+    organize([data], data / "organized")
+    catalog = organize([data], data / "organized")  # second run sees its own output
+    assert [Path(f.path).name for f in catalog.files] == ["gsm.jsonl"]
+
+
+def test_move_only_behind_the_flag_and_only_from_raw(tmp_path):
+    raw, other = tmp_path / "raw", tmp_path / "other"
+    raw.mkdir()
+    other.mkdir()
+    gsm = ROOT / SAMPLES / "gsm8k" / "train_first500.jsonl"
+    shutil.copy(gsm, raw / "gsm.jsonl")
+    shutil.copy(gsm, other / "gsm_elsewhere.jsonl")
+    (raw / "mystery.jsonl").write_text('{"foo": 1}\n', encoding="utf-8")
+    out = tmp_path / "out"
+
+    organize([raw, other], out, raw_dir=raw)
+    assert (raw / "gsm.jsonl").exists()  # no flag, no move
+
+    catalog = organize([raw, other], out, move=True, raw_dir=raw)
+    assert not (raw / "gsm.jsonl").exists() and (out / "cot" / "gsm.jsonl").exists()
+    assert (other / "gsm_elsewhere.jsonl").exists()  # outside raw: never moved
+    assert (raw / "mystery.jsonl").exists()  # unplaced: never moved
+    paths = {f.path for f in catalog.files}
+    assert (out / "cot" / "gsm.jsonl").as_posix() in paths
+    manifest = json.loads((out / "reasoning" / "manifest.json").read_text(encoding="utf-8"))
+    assert (out / "cot" / "gsm.jsonl").as_posix() in {f["path"] for f in manifest["files"]}
+
+    again = organize([raw, other], out, raw_dir=raw)  # the moved file survives a rerun
+    assert (out / "cot" / "gsm.jsonl").exists()
+    assert (out / "cot" / "gsm.jsonl").as_posix() in {f.path for f in again.files}
+
+
+def test_failed_move_is_rolled_back(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(ROOT / SAMPLES / "gsm8k" / "train_first500.jsonl", raw / "gsm.jsonl")
+    real_rename = org.os.rename
+
+    def failing_rename(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError("rename failed (simulated)")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(org.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="simulated"):
+        organize([raw], tmp_path / "out", move=True, raw_dir=raw)
+    assert (raw / "gsm.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(OrganizeError, match="head_records must be at least 1"):
+        organize([tmp_path], tmp_path / "out", head_records=0)
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(OrganizeError, match="is not a folder"):
+        organize([tmp_path], tmp_path / "file")
+
+
+def test_sort_models(tmp_path):
+    models = tmp_path / "models"
+    for name, config in {
+        "decoder": {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 10},
+        "siglip": {"model_type": "siglip_vision_model", "architectures": ["SiglipVisionModel"]},
+        "whisper": {"model_type": "whisper", "architectures": ["WhisperForConditionalGeneration"],
+                    "is_encoder_decoder": True},
+    }.items():
+        (models / name).mkdir(parents=True)
+        (models / name / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (models / "not-a-model").mkdir()
+    notes: list[str] = []
+    found = sort_models([models, tmp_path / "absent"], notes)
+    assert [(Path(m["path"]).name, m["role"], m["modalities"]) for m in found] == [
+        ("decoder", "decoder", ["text"]),
+        ("siglip", "encoder", ["vision"]),
+        ("whisper", "encoder-decoder", ["text", "audio_in"]),
+    ]
+    assert notes == [f"model folder {(tmp_path / 'absent').as_posix()} does not exist; skipped"]
+    catalog = organize([], tmp_path / "out", model_dirs=[models])
+    assert json.loads((tmp_path / "out" / "catalog.json").read_text())["models"] == found
+    assert (models / "siglip" / "config.json").exists()  # folders are not moved
+    assert "siglip: encoder (vision)" in format_summary(catalog)
+
+
+def test_kind_mapping_follows_the_registry():
+    assert capabilities_for_kind("math_qa") == ["cot", "reasoning"]
+    assert capabilities_for_kind("tool_calls") == ["tools"]
+    assert capabilities_for_kind("preference") == []
+    assert capabilities_for_kind(None) == []
+
+
+def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
+    text = format_summary(organize([SAMPLES], tmp_path / "o"))
+    assert text.splitlines()[0].endswith("12 data files into " + (tmp_path / "o").as_posix()
+                                         + ": 7 placed, 5 unplaced")
+    assert "  cot " in text and "unplaced (not used by any capability):" in text
+    assert f"{LF}/v1_dpo_demo.jsonl: preference data" in text
+
+
+def test_organize_stage(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"organize:\n  sources: [{(ROOT / SAMPLES / 'gsm8k').as_posix()}, missing]\n",
+                      encoding="utf-8")
+    script = ROOT / "stages" / "organize.py"
+    ok = subprocess.run([sys.executable, str(script), "--out", "organized", "--params", str(params)],
+                        capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 placed" in ok.stdout and (tmp_path / "organized" / "cot" / "manifest.json").exists()
+    bad = subprocess.run([sys.executable, str(script), "--out", "organized", "--params", "nope.yaml"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: nope.yaml: not found")
+    assert len(bad.stderr.strip().splitlines()) == 1
