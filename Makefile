@@ -21,7 +21,7 @@ IMAGE ?= nexus:cuda
 DOCKER_BASE ?= nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 PYTEST_ARGS ?=
 
-.PHONY: help install train plan test test-full repro dag metrics docker-build docker-train check-caps clean
+.PHONY: help install train plan test test-full repro dag metrics docker-build docker-train docker-test check-caps clean
 
 help:
 	@sed -n '2,5p' Makefile
@@ -78,15 +78,34 @@ test: install
 test-full: install
 	$(BIN)/pytest -F $(PYTEST_ARGS)
 
+# ---- CUDA image (docker/README.md) ----
+# Empty: the Dockerfile's defaults (cu128 index, torch 2.13.0).
+DOCKER_TORCH_INDEX ?=
+DOCKER_TORCH_VERSION ?=
+DOCKER_BUILD_ARGS ?=
+DOCKER_NAME ?= nexus-train
+DOCKER_RUN_ARGS ?= --gpus all --shm-size 8g --stop-timeout 120
+# Host folders mounted at /workspace/<dir>, created first so that Docker does not make them root's.
+DOCKER_DIRS ?= data/raw models .dvc/cache checkpoints logs results
+# Make variables handed on to `make train` in the container.
+DOCKER_TRAIN_VARS ?= CAPS METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN
+
 docker-build:
-	docker build -f docker/Dockerfile --build-arg BASE_IMAGE=$(DOCKER_BASE) -t $(IMAGE) .
+	docker build -f docker/Dockerfile -t $(IMAGE) \
+	  --build-arg BASE_IMAGE=$(DOCKER_BASE) \
+	  --build-arg NEXUS_UID=$$(id -u) --build-arg NEXUS_GID=$$(id -g) \
+	  $(if $(DOCKER_TORCH_INDEX),--build-arg TORCH_INDEX_URL=$(DOCKER_TORCH_INDEX)) \
+	  $(if $(DOCKER_TORCH_VERSION),--build-arg TORCH_VERSION=$(DOCKER_TORCH_VERSION)) \
+	  $(DOCKER_BUILD_ARGS) .
 
 docker-train: check-caps
-	docker run --gpus all --rm \
-	  -v "$(CURDIR)/data/raw:/workspace/data/raw" \
-	  -v "$(CURDIR)/models:/workspace/models" \
-	  -v "$(CURDIR)/.dvc/cache:/workspace/.dvc/cache" \
-	  $(IMAGE) make train CAPS="$(CAPS)" $(if $(METHOD),METHOD=$(METHOD)) $(if $(QUICK),QUICK=$(QUICK))
+	@mkdir -p $(DOCKER_DIRS)
+	docker run --rm --name $(DOCKER_NAME) $(DOCKER_RUN_ARGS) \
+	  $(foreach d,$(DOCKER_DIRS),-v "$(CURDIR)/$(d):/workspace/$(d)") \
+	  $(IMAGE) make train $(foreach v,$(DOCKER_TRAIN_VARS),$(if $($(v)),$(v)="$($(v))"))
+
+docker-test:
+	docker run --rm $(DOCKER_RUN_ARGS) $(IMAGE) make test PYTEST_ARGS="$(PYTEST_ARGS)"
 
 clean:
 	rm -rf checkpoints logs reports data/organized data/modality.json dvc_plots

@@ -52,9 +52,13 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     from nexus.modality import detect_modalities, write_report
 
-    if args.out:
-        write_report(args.model, args.out)
-    print(json.dumps(detect_modalities(args.model), indent=2))
+    model = args.model
+    if model is None:
+        from nexus.config import load_params
+
+        model = load_params(args.params).base.model
+    report = write_report(model, args.out) if args.out else detect_modalities(model)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -152,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_organize)
 
     p = sub.add_parser("detect", parents=[common], help="print a model's modalities (reads config/GGUF metadata only)")
-    p.add_argument("model", help="HF model folder or .gguf file")
+    p.add_argument("model", nargs="?", help="HF model folder or .gguf file (default: base.model)")
     p.add_argument("--out", help="also write the report to this JSON file")
     p.set_defaults(func=_cmd_detect)
 
@@ -195,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:
         logging.getLogger("nexus").debug("failed", exc_info=True)
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -6,6 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def tiny_llama(vocab_size: int = 64, seed: int = 0, **overrides: object):
+    """A random 1-layer, hidden-32 LlamaForCausalLM (for controller and checkpoint tests)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         **overrides)
+    return LlamaForCausalLM(config)
+
+
+def random_token_dataset(rows: int = 24, length: int = 12, vocab_size: int = 64):
+    """A datasets.Dataset of random token ids, labels equal to inputs (seeded)."""
+    import torch
+    from datasets import Dataset
+
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, vocab_size, (rows, length), generator=gen).tolist()
+    return Dataset.from_dict({"input_ids": ids, "labels": ids})
+
+
 def build_tiny_llama(out_dir: Path, tokenizer_source: Path | None = None, seed: int = 0) -> Path:
     """Save a tiny random LlamaForCausalLM with the SmolLM2 tokenizer into ``out_dir``.
 

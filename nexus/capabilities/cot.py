@@ -65,6 +65,12 @@ def format_openthoughts(record: dict[str, Any]) -> Example:
 FORMATTERS = {"gsm8k": format_gsm8k, "openthoughts": format_openthoughts}
 
 
+_FINAL_LINE = re.compile(r"final answer is\s*\S", re.IGNORECASE)
+
+
 def score(generated: str, example: Example) -> dict[str, float]:
-    """``accuracy``: 1.0 when the generated final answer equals the reference."""
-    return {METRIC: float(answers_match(generated, example["reference"]))}
+    """``accuracy``: the final answer equals the reference; ``answer_format``: a final-answer line exists."""
+    return {
+        METRIC: float(answers_match(generated, example["reference"])),
+        "answer_format": float(bool(_FINAL_LINE.search(generated))),
+    }

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from nexus.checkpoints import (
     SCHEDULE_FILE,
@@ -26,6 +25,7 @@ from nexus.checkpoints import (
 )
 from nexus.config import ControllerParams
 from nexus.controller import TrainingController
+from tests.tiny import random_token_dataset, tiny_llama
 
 torch.set_num_threads(2)
 
@@ -52,18 +52,6 @@ class SigtermAt(TrainerCallback):
 
 
 def make_trainer(out: Path, *callbacks: TrainerCallback) -> Trainer:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    gen = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 64, (24, 12), generator=gen).tolist()
     args = TrainingArguments(
         output_dir=str(out),
         max_steps=6,
@@ -77,9 +65,8 @@ def make_trainer(out: Path, *callbacks: TrainerCallback) -> Trainer:
         disable_tqdm=True,
         seed=0,
     )
-    dataset = Dataset.from_dict({"input_ids": ids, "labels": ids})
-    model = LlamaForCausalLM(config)
-    return Trainer(model=model, args=args, train_dataset=dataset, callbacks=list(callbacks))
+    return Trainer(model=tiny_llama(), args=args, train_dataset=random_token_dataset(),
+                   callbacks=list(callbacks))
 
 
 def fake_checkpoint(root: Path, step: int, schedule: dict[str, Any] | None = SCHEDULE) -> Path:

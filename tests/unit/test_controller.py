@@ -21,14 +21,7 @@ from typing import Any
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import (
-    LlamaConfig,
-    LlamaForCausalLM,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from nexus.checkpoints import SCHEDULE_FILE
 from nexus.config import ControllerParams
@@ -38,6 +31,7 @@ from nexus.controller import (
     ThermalGuardUnavailable,
     TrainingController,
 )
+from tests.tiny import random_token_dataset, tiny_llama
 
 torch.set_num_threads(2)
 
@@ -82,26 +76,6 @@ class SignalAt(TrainerCallback):
             os.kill(os.getpid(), self.sig)
 
 
-def tiny_model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config)
-
-
-def tiny_dataset(rows: int = 24, length: int = 12) -> Dataset:
-    gen = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 64, (rows, length), generator=gen).tolist()
-    return Dataset.from_dict({"input_ids": ids, "labels": ids})
-
-
 def make_trainer(
     out: Path,
     controller: TrainingController,
@@ -123,7 +97,7 @@ def make_trainer(
         seed=0,
     )
     callbacks = [*extra, controller]  # senders first: they signal before the controller's on_step_end
-    return Trainer(model=tiny_model(), args=args, train_dataset=tiny_dataset(), callbacks=callbacks)
+    return Trainer(model=tiny_llama(), args=args, train_dataset=random_token_dataset(), callbacks=callbacks)
 
 
 @pytest.fixture

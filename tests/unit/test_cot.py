@@ -28,13 +28,14 @@ def test_gsm8k_records_become_reasoning_plus_final_answer():
 def test_every_sample_record_scores_1_against_its_own_formatted_answer():
     for record in gsm8k_records(50):
         example = cot.format_gsm8k(record)
-        assert cot.score(example["completion"][0]["content"], example) == {"accuracy": 1.0}
+        assert cot.score(example["completion"][0]["content"], example) == {"accuracy": 1.0,
+                                                                           "answer_format": 1.0}
 
 
 def test_wrong_or_missing_answers_score_0():
     example = cot.format_gsm8k(gsm8k_records(1)[0])
     assert cot.score("The final answer is 71.", example)["accuracy"] == 0.0
-    assert cot.score("I do not know.", example)["accuracy"] == 0.0
+    assert cot.score("I do not know.", example) == {"accuracy": 0.0, "answer_format": 0.0}
 
 
 def test_bad_records_are_skipped_with_a_reason():

@@ -179,11 +179,14 @@ def test_detect_stage(tmp_path):
     model = _model(tmp_path, "qwen2_vl", CONFIGS["qwen2_vl"])
     out = tmp_path / "modality.json"
     script = ROOT / "stages" / "detect.py"
-    ok = subprocess.run([sys.executable, str(script), "--model", str(model), "--out", str(out)],
+    ok = subprocess.run([sys.executable, str(script), str(model), "--out", str(out)],
                         capture_output=True, text=True, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert "text, vision, video" in ok.stdout and json.loads(out.read_text())["video"] is True
-    bad = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "nope"), "--out",
+    printed = json.loads(ok.stdout)
+    assert [m for m in ("text", "vision", "audio_in", "audio_out", "video") if printed[m]] == [
+        "text", "vision", "video"]
+    assert json.loads(out.read_text())["video"] is True
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "nope"), "--out",
                           str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
