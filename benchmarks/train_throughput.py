@@ -2,7 +2,9 @@
 
 Same model, same data (GSM8K sample rows formatted by the cot capability), same steps, batch and
 max length; prints real (non-padding) tokens/s and the final loss side by side, plus the time of
-`nexus plan`. Run on demand (not part of the test suite):
+`nexus plan`. Variants: `trl-defaults` (TRL's SFTConfig defaults: bf16 autocast, gradient
+checkpointing, fused LM head), `trl-fp32` (the same without bf16 and checkpointing, to compare
+losses like for like) and `nexus` (the shared trainer's path, see nexus/trainer.py). Run on demand (not part of the test suite):
 
     python benchmarks/train_throughput.py                 # embedded SmolLM2 (models/base), 20 steps
     python benchmarks/train_throughput.py --model PATH --steps 40 --batch-size 2
@@ -53,13 +55,19 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
     rows = _rows(steps * batch_size)
     tokenizer = load_tokenizer(model_path)
     out = tempfile.mkdtemp(prefix=f"bench-{variant}-")
-    if variant == "trl-defaults":
-        # A plain TRL script: TRL's defaults, except use_cpu (required to run at all on a CPU).
+    if variant.startswith("trl"):
+        # A plain TRL script: TRL's defaults, except use_cpu (required to run at all on a CPU);
+        # "trl-fp32" also turns off bf16 and gradient checkpointing, to compare losses like for like.
         import transformers
 
+        # The optimisation schedule is Nexus's (same learning rate, scheduler, warm-up), so the losses
+        # compare; only the speed levers keep TRL's defaults.
+        extra = {"bf16": False, "gradient_checkpointing": False} if variant == "trl-fp32" else {}
+        cap = CapabilityParams()
         config = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size,
                            max_length=max_length, report_to="none", save_strategy="no", logging_steps=1,
-                           use_cpu=not torch.cuda.is_available(), disable_tqdm=True, seed=0)
+                           learning_rate=cap.learning_rate, lr_scheduler_type="cosine", warmup_steps=0.05,
+                           use_cpu=not torch.cuda.is_available(), disable_tqdm=True, seed=0, **extra)
         peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                           task_type="CAUSAL_LM")
         trainer = SFTTrainer(model=load_model(model_path), args=config, train_dataset=Dataset.from_list(rows),
@@ -81,7 +89,7 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
     tokens = trainer._total_train_tokens
     return {"variant": variant, "steps": trainer.state.global_step, "seconds": round(elapsed, 1),
             "tokens": tokens, "tokens_per_s": round(tokens / elapsed, 1),
-            "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
+            "first_loss": round(losses[0], 4), "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
 
 
 def plan_seconds() -> float:
@@ -108,19 +116,23 @@ def main() -> None:
         print(json.dumps(run_variant(args.variant, args.model, args.steps, args.batch_size, args.max_length)))
         return
     results = []
-    for variant in ("trl-defaults", "nexus"):
+    for variant in ("trl-defaults", "trl-fp32", "nexus"):
         done = subprocess.run([sys.executable, __file__, "--variant", variant, "--model", args.model,
                                "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                                "--max-length", str(args.max_length)],
                               capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(f"model {args.model}, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}")
-    print(f"{'variant':<14}{'tokens/s':>10}{'seconds':>9}{'tokens':>8}{'final loss':>12}")
+    print(f"{'variant':<14}{'tokens/s':>10}{'seconds':>9}{'tokens':>8}{'first loss':>12}{'final loss':>12}")
     for r in results:
-        print(f"{r['variant']:<14}{r['tokens_per_s']:>10}{r['seconds']:>9}{r['tokens']:>8}{r['final_loss']:>12}")
-    speedup = results[1]["tokens_per_s"] / max(results[0]["tokens_per_s"], 1e-9)
-    print(f"speed-up: {speedup:.2f}x plain TRL defaults (target >= 1.5x); "
-          f"loss difference {results[1]['final_loss'] - results[0]['final_loss']:+.4f}")
+        print(f"{r['variant']:<14}{r['tokens_per_s']:>10}{r['seconds']:>9}{r['tokens']:>8}{r['first_loss']:>12}"
+              f"{r['final_loss']:>12}")
+    base, fp32, ours = results
+    print(f"speed-up: {ours['tokens_per_s'] / max(base['tokens_per_s'], 1e-9):.2f}x plain TRL defaults "
+          f"(target >= 1.5x), {ours['tokens_per_s'] / max(fp32['tokens_per_s'], 1e-9):.2f}x TRL fp32")
+    print(f"final loss (mean of the last 5 steps): nexus {ours['final_loss']}, TRL fp32 {fp32['final_loss']} "
+          f"({ours['final_loss'] - fp32['final_loss']:+.4f}), TRL defaults {base['final_loss']} "
+          f"({ours['final_loss'] - base['final_loss']:+.4f})")
     print(f"nexus plan: {plan_seconds()} s (target < 2 s)")
 
 

@@ -70,6 +70,7 @@ class CapabilityParams:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     max_new_tokens: int = 200
+    thinking_budget: int = 0  # max thinking tokens at generation, then the answer is forced (0 = off)
     quick: bool = False
 
     def effective(self) -> CapabilityParams:

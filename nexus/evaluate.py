@@ -14,23 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from nexus import capabilities, paths, results
+from nexus.chat import render_prompt
 from nexus.config import Params, capability_params
 from nexus.examples import load_examples
+from nexus.modality import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], max_new_tokens: int,
+def generate(model: Any, tokenizer: Any, examples: list[capabilities.Example], max_new_tokens: int,
              batch_size: int = 8) -> list[str]:
-    """Greedy completions for chat prompts, batched with left padding."""
+    """Greedy completions for the examples' chat prompts, batched with left padding."""
     import torch
 
     tokenizer.padding_side = "left"
     outputs: list[str] = []
     model.eval()
-    for start in range(0, len(prompts), batch_size):
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start:start + batch_size]]
+    for start in range(0, len(examples), batch_size):
+        texts = [render_prompt(e, tokenizer) for e in examples[start:start + batch_size]]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(model.device)
         with torch.inference_mode():
@@ -49,7 +50,8 @@ def score_model(model_path: str | Path, capability: str, examples: list[capabili
     module = capabilities.load(capability)
     model = load_model(model_path)
     tokenizer = load_tokenizer(model_path)
-    generated = generate(model, tokenizer, [e["prompt"] for e in examples], max_new_tokens)
+    generate_fn = getattr(module, "generate", generate)  # a capability may generate its own way
+    generated = generate_fn(model, tokenizer, examples, max_new_tokens)
     totals: dict[str, float] = {}
     for text, example in zip(generated, examples, strict=True):
         for key, value in module.score(text, example).items():
@@ -76,11 +78,13 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     metrics = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
     report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
     report.mkdir(parents=True, exist_ok=True)
-    _write_atomic(report / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(metrics, report / "metrics.json")
     rows = [json.dumps({"prompt": e["prompt"][-1]["content"], "reference": e["reference"],
                         "base": b, "trained": t}) for e, b, t in zip(data.eval, base_out, trained_out,
                                                                     strict=True)]
-    _write_atomic(report / "predictions.jsonl", "\n".join(rows) + "\n")
+    tmp = report / "predictions.jsonl.tmp"
+    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    os.replace(tmp, report / "predictions.jsonl")
     module = capabilities.load(capability)
     results.append_row("eval", {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "capability": capability, "method": cap.method,
@@ -91,9 +95,3 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     log.info("%s %s: base %.3f -> trained %.3f (n=%d)", capability, module.METRIC,
              base_scores.get(module.METRIC, 0.0), trained_scores.get(module.METRIC, 0.0), len(data.eval))
     return metrics
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

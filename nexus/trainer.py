@@ -74,16 +74,12 @@ def check_modalities(capability: str, modality_file: str | Path) -> None:
     Raises:
         CapabilityUnavailableError: a required modality is missing.
     """
+    from nexus.modality import missing_message
+
     report = json.loads(Path(modality_file).read_text(encoding="utf-8"))
-    cap = registry.CAPABILITIES[capability]
-    missing = [m for m in cap.modalities if not report.get(m)]
-    if missing:
-        raise CapabilityUnavailableError(
-            f"capability '{capability}' needs {', '.join(missing)} but the base model "
-            f"({report.get('model_type', '?')}) has only "
-            f"{', '.join(m for m in registry.MODALITIES if report.get(m)) or 'none'}; "
-            f"run `make train CAPS=omni` first for audio, or point base.model at a model that has them"
-        )
+    message = missing_message(report, registry.CAPABILITIES[capability].modalities, capability)
+    if message:
+        raise CapabilityUnavailableError(message)
 
 
 def trainable_summary(model: Any) -> str:
@@ -114,9 +110,13 @@ def schedule_of(cap: CapabilityParams, params: Params, data: ExampleSet) -> dict
 
 def drop_long(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list, int]:
     """Keep examples whose full chat rendering fits ``max_length`` tokens; count the others."""
+    from nexus.chat import prepare
+
     kept = []
     for example in examples:
-        ids = tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=True)
+        ready = prepare(example, tokenizer)
+        kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
+        ids = tokenizer.apply_chat_template(ready["prompt"] + ready["completion"], tokenize=True, **kwargs)
         if hasattr(ids, "keys"):
             ids = ids["input_ids"]
         if len(ids) <= max_length:
@@ -131,6 +131,8 @@ def _sft(model: Any, tokenizer: Any, train_rows: list[dict[str, Any]], args: dic
     from transformers import Trainer
     from trl import SFTConfig, SFTTrainer
 
+    from nexus.chat import prepare
+
     class _ModelLossSFTTrainer(SFTTrainer):
         """SFTTrainer whose loss is the model's own (see module docstring); metrics kept."""
 
@@ -141,7 +143,9 @@ def _sft(model: Any, tokenizer: Any, train_rows: list[dict[str, Any]], args: dic
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     trainer_cls = _ModelLossSFTTrainer if profile.model_loss else SFTTrainer
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in train_rows])
+    rows = [{k: v for k, v in prepare(r, tokenizer).items() if k in ("prompt", "completion", "tools")}
+            for r in train_rows]
+    dataset = Dataset.from_list(rows)
     config = SFTConfig(**args, completion_only_loss=True, dataset_num_proc=None)
     return trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                        callbacks=callbacks)

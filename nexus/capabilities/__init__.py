@@ -10,12 +10,17 @@ import importlib
 from typing import Any, Protocol, TypedDict
 
 
-class Example(TypedDict):
-    """A formatted training/eval example in TRL's conversational prompt-completion form."""
+class Example(TypedDict, total=False):
+    """A formatted training/eval example in TRL's conversational prompt-completion form.
+
+    ``prompt``, ``completion`` and ``reference`` are always set; ``tools`` (JSON schemas) is set by
+    tool-calling formatters and rendered by :mod:`nexus.chat`.
+    """
 
     prompt: list[dict[str, str]]
     completion: list[dict[str, str]]
     reference: str
+    tools: list[dict[str, Any]]
 
 
 class CapabilityModule(Protocol):
@@ -30,6 +35,9 @@ class CapabilityModule(Protocol):
     def score(self, generated: str, example: Example) -> dict[str, float]:
         """Score one generated answer against its example; values in [0, 1]."""
         ...
+
+    # Optional: ``generate(model, tokenizer, examples, max_new_tokens) -> list[str]`` replaces the
+    # shared greedy generation of :func:`nexus.evaluate.generate` (e.g. thinking-budget forcing).
 
 
 class SkipRecord(ValueError):
