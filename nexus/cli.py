@@ -4,8 +4,10 @@
     nexus organize [--preview]       # catalog data files into data/organized/
     nexus detect models/base         # modalities of a model folder or GGUF file
     nexus prepare-base --out models/base
-    nexus train --capability cot [--out models/cot]
-    nexus eval --capability cot --model models/cot
+    nexus train --capability cot [--out models/capabilities/cot]
+    nexus eval --capability cot --model models/capabilities/cot
+    nexus merge --out models/merged  # one model out of the capability adapters
+    nexus report                     # the scorecard (reports/scorecard/)
     nexus scores --caps cot          # base vs trained held-out scores
     nexus set-params --caps cot --method sft --epochs 2
 
@@ -112,6 +114,34 @@ def _cmd_set_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nexus import logs
+    from nexus.config import load_params
+    from nexus.merge import adapter_dirs, merge_adapters
+
+    logs.setup("merge")
+    params = load_params(args.params)
+    names = params.merge.capabilities or [
+        n for n, c in params.capabilities.items() if c.adapter == "lora" and c.init_from == params.base.model]
+    adapters = adapter_dirs(names, Path("models/capabilities"))
+    m = params.merge
+    merge_adapters(params.base.model, adapters, args.out, m.combination, m.weights, m.density)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nexus import logs
+    from nexus.config import load_params
+    from nexus.report import run_report
+
+    logs.setup("report")
+    params = load_params(args.params)
+    run_report(params, args.out, args.eval_size or params.report.eval_size)
+    return 0
+
+
 def _cmd_scores(args: argparse.Namespace) -> int:
     import json
 
@@ -167,16 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train one capability (what `dvc repro train@<cap>` runs)")
     p.add_argument("--capability", required=True)
-    p.add_argument("--out", help="output folder (default: $NEXUS_OUTPUT_DIR/<cap> or models/<cap>)")
+    p.add_argument("--out", help="output folder (default: $NEXUS_OUTPUT_DIR/<cap> or models/capabilities/<cap>)")
     p.add_argument("--data", default="data/organized", help="organizer output folder")
     p.add_argument("--modality", default="data/modality.json", help="modality report of the base model")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", parents=[common], help="score base and trained model on the held-out split")
     p.add_argument("--capability", required=True)
-    p.add_argument("--model", help="trained model folder (default: models/<cap>)")
+    p.add_argument("--model", help="trained model folder (default: models/capabilities/<cap>)")
     p.add_argument("--data", default="data/organized", help="organizer output folder")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("merge", parents=[common], help="merge capability adapters into one model")
+    p.add_argument("--out", default="models/merged")
+    p.set_defaults(func=_cmd_merge)
+
+    p = sub.add_parser("report", parents=[common], help="scorecard: every model on every capability metric")
+    p.add_argument("--out", default="reports/scorecard")
+    p.add_argument("--eval-size", type=int, help="held-out examples per capability (default: report.eval_size)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("scores", parents=[common], help="print base vs trained scores of evaluated capabilities")
     _caps_arg(p)

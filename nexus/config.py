@@ -58,6 +58,7 @@ class CapabilityParams:
 
     method: str = "sft"
     adapter: str = "lora"
+    init_from: str = "models/base"  # start model: base.model, or models/capabilities/<cap> to chain
     epochs: float = 1
     max_steps: int = -1
     learning_rate: float = 2e-4
@@ -89,6 +90,23 @@ class CapabilityParams:
 
 
 @dataclass(frozen=True)
+class MergeParams:
+    """``merge:`` which capability adapters become one model, and how (PEFT add_weighted_adapter)."""
+
+    capabilities: list[str] = field(default_factory=list)  # empty = every capability trained with LoRA
+    combination: str = "cat"
+    weights: list[float] = field(default_factory=list)  # empty = 1.0 each
+    density: float = 0.5  # for ties / dare_* / magnitude_prune
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """``report:`` the scorecard."""
+
+    eval_size: int = 8  # held-out examples per capability per model
+
+
+@dataclass(frozen=True)
 class Params:
     """Everything in params.yaml."""
 
@@ -96,6 +114,8 @@ class Params:
     organize: OrganizeParams
     controller: ControllerParams
     capabilities: dict[str, CapabilityParams]
+    merge: MergeParams = field(default_factory=MergeParams)
+    report: ReportParams = field(default_factory=ReportParams)
 
 
 _ADAPTERS = ("lora", "full")
@@ -146,6 +166,10 @@ def _check_capability(name: str, cap: CapabilityParams, errors: list[str]) -> No
         errors.append(f"{where}.max_steps: use a positive count, or -1 to train for `epochs`")
     if cap.learning_rate <= 0:
         errors.append(f"{where}.learning_rate: must be positive")
+    budget, room = cap.thinking_budget, cap.effective().max_new_tokens
+    if budget < 0 or (budget > 0 and budget >= room):
+        errors.append(f"{where}.thinking_budget: {budget} leaves no tokens for the answer; keep it "
+                      f"below max_new_tokens ({room} in this mode), or 0 (off)")
 
 
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
@@ -157,9 +181,10 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     errors: list[str] = []
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level")
+    sections = ("base", "organize", "controller", "capabilities", "merge", "report")
     for key in raw:
-        if key not in ("base", "organize", "controller", "capabilities"):
-            errors.append(f"{key}: unknown section (known: base, organize, controller, capabilities)")
+        if key not in sections:
+            errors.append(f"{key}: unknown section (known: {', '.join(sections)})")
     base = _coerce(BaseParams, raw.get("base"), "base", errors)
     organize = _coerce(OrganizeParams, raw.get("organize"), "organize", errors)
     controller = _coerce(ControllerParams, raw.get("controller"), "controller", errors)
@@ -172,9 +197,20 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         cap = _coerce(CapabilityParams, entry, f"capabilities.{name}", errors)
         _check_capability(name, cap, errors)
         capabilities[name] = cap
+    merge = _coerce(MergeParams, raw.get("merge"), "merge", errors)
+    for name in merge.capabilities:
+        if name not in capabilities:
+            errors.append(f"merge.capabilities: '{name}' has no entry under capabilities")
+    report = _coerce(ReportParams, raw.get("report"), "report", errors)
+    for name, cap in capabilities.items():
+        if cap.init_from != base.model and not cap.init_from.startswith("models/capabilities/"):
+            errors.append(f"capabilities.{name}.init_from: '{cap.init_from}' is neither base.model "
+                          f"('{base.model}') nor models/capabilities/<capability>; set it to one of them")
+        if cap.init_from == f"models/capabilities/{name}":
+            errors.append(f"capabilities.{name}.init_from: a capability cannot start from its own output")
     if errors:
         raise ParamsError(f"{source}: " + "; ".join(errors))
-    return Params(base, organize, controller, capabilities)
+    return Params(base, organize, controller, capabilities, merge, report)
 
 
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from nexus import capabilities, paths, results
 from nexus.chat import render_prompt
-from nexus.config import Params, capability_params
+from nexus.config import CapabilityParams, Params, capability_params
 from nexus.examples import load_examples
-from nexus.modality import write_json_atomic
+from nexus.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +41,36 @@ def generate(model: Any, tokenizer: Any, examples: list[capabilities.Example], m
     return outputs
 
 
-def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
-                max_new_tokens: int) -> tuple[dict[str, float], list[str]]:
-    """Load ``model_path`` (base folder, GGUF or adapter folder) and average its scores."""
-    from nexus.loading import load_model, load_tokenizer
-
+def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[capabilities.Example],
+                   cap: CapabilityParams) -> tuple[dict[str, float], list[str]]:
+    """Generate for ``examples`` with a loaded model and average the capability's scores."""
     module = capabilities.load(capability)
-    model = load_model(model_path)
-    tokenizer = load_tokenizer(model_path)
-    generate_fn = getattr(module, "generate", generate)  # a capability may generate its own way
-    generated = generate_fn(model, tokenizer, examples, max_new_tokens)
+    if hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming)
+        generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
+                                    **_generate_options(module.generate, cap))
+    else:
+        generated = generate(model, tokenizer, examples, cap.max_new_tokens)
     totals: dict[str, float] = {}
     for text, example in zip(generated, examples, strict=True):
         for key, value in module.score(text, example).items():
             totals[key] = totals.get(key, 0.0) + value
     return {k: round(v / max(len(examples), 1), 4) for k, v in totals.items()}, generated
+
+
+def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
+    """The capability params a module's ``generate`` asks for by name (e.g. ``thinking_budget``)."""
+    import inspect
+
+    accepted = set(inspect.signature(fn).parameters) - {"max_new_tokens"}
+    return {name: getattr(cap, name) for name in accepted if name in CapabilityParams.__dataclass_fields__}
+
+
+def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
+                cap: CapabilityParams) -> tuple[dict[str, float], list[str]]:
+    """Load ``model_path`` (base folder, GGUF or adapter folder) and score it on ``examples``."""
+    from nexus.loading import load_model, load_tokenizer
+
+    return score_examples(load_model(model_path), load_tokenizer(model_path), capability, examples, cap)
 
 
 def run_eval(capability: str, params: Params, model_dir: str | Path,
@@ -73,8 +87,8 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     cap = capability_params(params, capability)
     data = load_examples(capability, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
     started = time.perf_counter()
-    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap.max_new_tokens)
-    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap.max_new_tokens)
+    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap)
+    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap)
     metrics = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
     report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
     report.mkdir(parents=True, exist_ok=True)
@@ -82,9 +96,7 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     rows = [json.dumps({"prompt": e["prompt"][-1]["content"], "reference": e["reference"],
                         "base": b, "trained": t}) for e, b, t in zip(data.eval, base_out, trained_out,
                                                                     strict=True)]
-    tmp = report / "predictions.jsonl.tmp"
-    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    os.replace(tmp, report / "predictions.jsonl")
+    write_text_atomic("\n".join(rows) + "\n", report / "predictions.jsonl")
     module = capabilities.load(capability)
     results.append_row("eval", {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "capability": capability, "method": cap.method,

@@ -33,6 +33,20 @@ class ExampleSet:
     files: list[str] = field(default_factory=list)
 
 
+def _drop_duplicates(examples: list[capabilities.Example], dropped: Counter[str]) -> list:
+    """Exact duplicates (same prompt, completion and tools) kept once, the rest counted as dropped."""
+    seen: set[str] = set()
+    unique = []
+    for example in examples:
+        key = json.dumps(example, sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            dropped["exact duplicate of an earlier record"] += 1
+            continue
+        seen.add(key)
+        unique.append(example)
+    return unique
+
+
 def manifest_path(organized_dir: str | Path, capability: str) -> Path:
     """Where the organizer lists the files of ``capability``."""
     return Path(organized_dir) / capability / "manifest.json"
@@ -83,6 +97,7 @@ def load_examples(
         raise NoDataError(
             f"{manifest}: no usable record for '{capability}' (dropped: {dict(dropped) or 'none'})"
         )
+    examples = _drop_duplicates(examples, dropped)  # a twin in both splits would leak the answer
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     held = [examples[i] for i in order[:eval_size]]

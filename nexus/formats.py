@@ -365,7 +365,7 @@ def _openthoughts_metadata(p: Profile) -> str | None:
 
 
 def _s1k(p: Profile) -> str | None:
-    traces = sorted(k for k in p.keys if "thinking_trajectory" in k)
+    traces = sorted(k for k in p.keys if "thinking_trajector" in k)  # 1.1: _trajectory, 1.0: _trajectories
     attempts = sorted(k for k in p.keys if k.endswith("attempt"))
     if p.has("question") and traces and attempts:
         return f"keys question + {traces[0]} + {attempts[0]} (s1K reasoning traces)"

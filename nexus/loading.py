@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,15 +108,12 @@ def convert_to_hf(source: str | Path, out_dir: str | Path) -> Path:
     Writes into a temporary sibling folder and renames it into place, so a failure leaves no
     half-written model.
     """
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converting %s -> %s", source, out)
+    from nexus.atomic import atomic_dir
+
+    log.info("converting %s -> %s", source, out_dir)
     model = load_model(source)
     tokenizer = load_tokenizer(source)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(out_dir)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from nexus.atomic import write_json_atomic
 from nexus.registry import MODALITIES
 
 _ALL = frozenset(MODALITIES)
@@ -335,21 +335,6 @@ def missing_message(report: dict[str, Any], required: tuple[str, ...] | list[str
     model = report.get("path") or "the model"
     remedies = list(dict.fromkeys(REMEDIES.get(m, "use a model that has it") for m in missing))
     return f"{who}model {model} has no {', '.join(missing)}; {'; or '.join(remedies)}"
-
-
-def write_json_atomic(data: Any, out: str | os.PathLike[str]) -> None:
-    """Write JSON to ``out`` through a temporary file in the same folder and a rename."""
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(path_in: str | os.PathLike[str], out_json: str | os.PathLike[str]) -> dict[str, Any]:

@@ -14,10 +14,10 @@ REPORTS_DIR = Path("reports")
 
 
 def output_dir(capability: str, explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Model output folder: ``explicit``, else ``$NEXUS_OUTPUT_DIR/<cap>``, else ``models/<cap>``."""
+    """Model output folder: ``explicit``, else ``$NEXUS_OUTPUT_DIR/<cap>``, else ``models/capabilities/<cap>``."""
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("NEXUS_OUTPUT_DIR", "models")) / capability
+    return Path(os.environ.get("NEXUS_OUTPUT_DIR", "models/capabilities")) / capability
 
 
 def checkpoint_dir(capability: str) -> Path:

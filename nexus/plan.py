@@ -133,7 +133,7 @@ def format_plan(plan: Plan) -> str:
     lines = [
         "Nexus plan (dry run: nothing is trained)",
         f"  base model   {plan.base_model}  [{plan.base_state}]",
-        f"  outputs      models/<capability> (NEXUS_OUTPUT_DIR); checkpoints in "
+        f"  outputs      models/capabilities/<capability> (NEXUS_OUTPUT_DIR); checkpoints in "
         f"{paths.checkpoint_dir('<capability>')}",
         f"  mode         {plan.mode}",
         f"  modalities   {', '.join(have) or 'unknown'}  (from {plan.modalities.get('from', '?')})",

@@ -50,18 +50,15 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "reasoning", "math reasoning with verifiable final answers",
-            ("text",), "text", "sft", ("math_qa", "math_solution"),
-            missing="a reasoning formatter and answer-normalizing evaluator (issue: text capabilities)",
+            ("text",), "text", "sft", ("math_qa", "math_solution"), implemented=True,
         ),
         Capability(
             "thinking", "extended thinking inside <think>...</think> with a thinking budget",
-            ("text",), "text", "sft", ("reasoning_trace",),
-            missing="a thinking formatter and think-format evaluator (issue: text capabilities)",
+            ("text",), "text", "sft", ("reasoning_trace", "math_qa", "tool_calls"), implemented=True,
         ),
         Capability(
             "tools", "function calling from a tool schema",
-            ("text",), "text", "sft", ("tool_calls",),
-            missing="a tool-call formatter and exact-call-match evaluator (issue: text capabilities)",
+            ("text",), "text", "sft", ("tool_calls",), implemented=True,
         ),
         Capability(
             "streaming", "token streaming at inference (nexus chat / nexus serve)",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -102,7 +101,7 @@ def trainable_summary(model: Any) -> str:
 
 def schedule_of(cap: CapabilityParams, params: Params, data: ExampleSet) -> dict[str, Any]:
     """What defines a run's schedule; a resume refuses when any of it changed."""
-    keys = ("method", "adapter", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
+    keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
             "base_model": params.base.model, "data": data.fingerprint}
@@ -143,8 +142,16 @@ def _sft(model: Any, tokenizer: Any, train_rows: list[dict[str, Any]], args: dic
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     trainer_cls = _ModelLossSFTTrainer if profile.model_loss else SFTTrainer
-    rows = [{k: v for k, v in prepare(r, tokenizer).items() if k in ("prompt", "completion", "tools")}
-            for r in train_rows]
+    # Tool schemas travel as JSON strings: Arrow cannot hold heterogeneous schemas as structs (TRL
+    # decodes a string `tools` column), and every row gets the column so the first row cannot drop it.
+    rows = []
+    for row in train_rows:
+        ready = prepare(row, tokenizer)
+        tools = ready.get("tools")
+        rows.append({"prompt": ready["prompt"], "completion": ready["completion"],
+                     "tools": json.dumps(tools, ensure_ascii=False) if tools else None})
+    if not any(r["tools"] for r in rows):
+        rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
     dataset = Dataset.from_list(rows)
     config = SFTConfig(**args, completion_only_loss=True, dataset_num_proc=None)
     return trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
@@ -225,6 +232,7 @@ def run_capability(
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    from nexus.atomic import atomic_dir, write_json_atomic
     from nexus.checkpoints import clear_checkpoints, find_resume_checkpoint
     from nexus.controller import TrainingController
     from nexus.loading import load_model, load_tokenizer
@@ -252,9 +260,10 @@ def run_capability(
     schedule = schedule_of(cap, params, data)
     ckpt_dir = paths.checkpoint_dir(capability)
     resume = find_resume_checkpoint(ckpt_dir, schedule)
-    model = _apply_adapter(load_model(params.base.model), cap)
-    log.info("%s (%s, %s on %s, bf16=%s, model loss=%s)", trainable_summary(model), cap.method,
-             cap.adapter, profile.device, profile.bf16, profile.model_loss)
+    chained = cap.init_from != params.base.model  # starts from another capability's output
+    model = _apply_adapter(load_model(cap.init_from), cap)
+    log.info("%s (%s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model), cap.method,
+             cap.adapter, cap.init_from, profile.device, profile.bf16, profile.model_loss)
 
     report = Path(report_dir) if report_dir else paths.train_report_dir(capability)
     live = Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=resume is not None)
@@ -297,17 +306,15 @@ def run_capability(
     live.make_summary()
 
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(profile),
             "dropped": {**data.dropped, f"longer than max_length={cap.max_length}": too_long},
             "data_files": data.files, "versions": _library_versions()}
-    (tmp / "run_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    # A chained LoRA is saved merged into its start model: one full model, loadable on its own.
+    final = trainer.model.merge_and_unload() if chained and cap.adapter == "lora" else trainer.model
+    with atomic_dir(out) as tmp:
+        final.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(card, tmp / "run_card.json")
     clear_checkpoints(ckpt_dir)
     results.append_row("training", {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
     log.info("saved %s: %s", out, json.dumps(summary))

@@ -2,7 +2,7 @@
 
 DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv active:
 
-    python stages/evaluate.py --capability cot --model models/cot
+    python stages/evaluate.py --capability cot --model models/capabilities/cot
 
 `--help` lists every option. The work is done by `nexus eval` (nexus/cli.py).
 """

@@ -2,7 +2,7 @@
 
 DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv active:
 
-    python stages/train.py --capability cot --out models/cot
+    python stages/train.py --capability cot --out models/capabilities/cot
 
 `--help` lists every option. The work is done by `nexus train` (nexus/cli.py).
 """

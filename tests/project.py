@@ -60,6 +60,11 @@ def edit_params(repo: Path, **dotted: object) -> None:
 
 def tiny_params(repo: Path, model: Path, steps: int = 4) -> None:
     """Point a project copy at a tiny model and shrink the cot run to a few steps."""
+    path = repo / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    for entry in data["capabilities"].values():
+        entry["init_from"] = str(model)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     edit_params(
         repo,
         base__model=str(model),

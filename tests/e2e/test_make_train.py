@@ -42,4 +42,4 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, tiny_model_dir):
     result = run(repo, "make", "train", "CAPS=all-text", "DRY_RUN=1", *MAKE_ENV)
     assert "Nexus plan" in result.stdout and "1. cot" in result.stdout
     assert "train@cot" in result.stdout
-    assert not (repo / "models" / "cot").exists()
+    assert not (repo / "models" / "capabilities" / "cot").exists()

@@ -16,7 +16,7 @@ def test_make_train_cot_quick_on_the_embedded_default(tmp_path):
                  timeout=1800)
     assert "Running stage 'base_model'" in result.stdout
     assert "cot accuracy: base " in result.stdout
-    card = json.loads((repo / "models" / "cot" / "run_card.json").read_text())
+    card = json.loads((repo / "models" / "capabilities" / "cot" / "run_card.json").read_text())
     assert card["steps"] == 10 and card["quick"] is True
     noop = run(repo, "dvc", "repro")
     assert "Running stage" not in noop.stdout, noop.stdout

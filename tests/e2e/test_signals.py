@@ -20,7 +20,7 @@ class StageProcess:
 
     def __init__(self, repo):
         self.proc = subprocess.Popen(
-            [sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/cot"],
+            [sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/capabilities/cot"],
             cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
@@ -84,18 +84,18 @@ def test_signals_drive_a_real_training_run(tmp_path, tiny_model_dir):
     stopped = max(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
     assert saved <= stopped < STEPS
     assert (checkpoints / f"checkpoint-{stopped}" / "nexus_schedule.json").is_file()
-    assert not (repo / "models" / "cot").exists(), "an interrupted stage must not leave an output"
+    assert not (repo / "models" / "capabilities" / "cot").exists(), "an interrupted stage must not leave an output"
 
     edit_params(repo, capabilities__cot__max_steps=STEPS + 10)
-    refused = run(repo, sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/cot",
+    refused = run(repo, sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/capabilities/cot",
                   check=False)
     assert refused.returncode == 1
     assert re.search(rf"max_steps {STEPS}\s*(->|→)\s*{STEPS + 10}", refused.stderr), refused.stderr
     assert "error:" in refused.stderr and "delete checkpoints/cot" in refused.stderr
 
     edit_params(repo, capabilities__cot__max_steps=STEPS)
-    resumed = run(repo, sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/cot")
+    resumed = run(repo, sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/capabilities/cot")
     assert f"checkpoint-{stopped}" in resumed.stderr and "resuming from" in resumed.stderr
-    card = json.loads((repo / "models" / "cot" / "run_card.json").read_text())
+    card = json.loads((repo / "models" / "capabilities" / "cot" / "run_card.json").read_text())
     assert card["steps"] == STEPS
     assert not list(checkpoints.glob("checkpoint-*")), "checkpoints are cleared after a complete run"

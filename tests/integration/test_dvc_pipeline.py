@@ -17,8 +17,8 @@ def test_repro_caches_and_reruns_only_the_edited_capability(tmp_path, tiny_model
 
     first = run(repo, "dvc", "repro", "train@cot", "eval@cot")
     assert ran(first.stdout) == {"organize", "detect", "train@cot", "eval@cot"}
-    assert (repo / "models" / "cot" / "adapter_config.json").is_file()
-    card = json.loads((repo / "models" / "cot" / "run_card.json").read_text())
+    assert (repo / "models" / "capabilities" / "cot" / "adapter_config.json").is_file()
+    card = json.loads((repo / "models" / "capabilities" / "cot" / "run_card.json").read_text())
     assert card["steps"] == 2 and card["versions"]["trl"]
     metrics = json.loads((repo / "reports" / "eval" / "cot" / "metrics.json").read_text())
     assert set(metrics) == {"base", "trained", "n"} and metrics["n"] == 2

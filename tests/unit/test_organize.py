@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nexus import organize as org
+from nexus.registry import CAPABILITIES
 from nexus.organize import OrganizeError, capabilities_for_kind, format_summary, organize, sort_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +61,10 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     catalog = organize([SAMPLES, Path("data/does-not-exist")], out)
     assert _tree_digest(SAMPLES) == before
 
-    got = {f.path: (f.format, f.kind, f.capabilities) for f in catalog.files}
-    assert got == EXPECTED
+    got = {f.path: (f.format, f.kind) for f in catalog.files}
+    assert got == {path: (fmt, kind) for path, (fmt, kind, _) in EXPECTED.items()}
+    for entry in catalog.files:  # routing follows the registry's record kinds
+        assert entry.capabilities == [c.name for c in CAPABILITIES.values() if entry.kind in c.record_kinds]
     for entry in catalog.files:
         assert entry.status == ("placed" if entry.capabilities else "unplaced")
         assert entry.sha256 == hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
@@ -80,7 +83,8 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     assert set(written["files"][0]) == {"path", "format", "kind", "capabilities", "records", "sha256",
                                         "status", "why"}
     caps = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert caps == ["cot", "reasoning", "streaming", "tools", "vision_qa"]
+    assert caps == sorted({c for f in catalog.files for c in f.capabilities})
+    assert {"cot", "reasoning", "thinking", "tools", "streaming", "vision_qa"} <= set(caps)
     tools = json.loads((out / "tools" / "manifest.json").read_text(encoding="utf-8"))
     assert tools["capability"] == "tools"
     assert {f["path"] for f in tools["files"]} == {p for p, v in EXPECTED.items() if "tools" in v[2]}
@@ -232,8 +236,8 @@ def test_sort_models(tmp_path):
 
 
 def test_kind_mapping_follows_the_registry():
-    assert capabilities_for_kind("math_qa") == ["cot", "reasoning"]
-    assert capabilities_for_kind("tool_calls") == ["tools"]
+    assert capabilities_for_kind("math_qa") == ["cot", "reasoning", "thinking"]
+    assert capabilities_for_kind("tool_calls") == ["thinking", "tools"]
     assert capabilities_for_kind("preference") == []
     assert capabilities_for_kind(None) == []
 

@@ -22,7 +22,7 @@ def test_missing_modality_stops_with_what_to_run(tmp_path):
 def test_output_and_checkpoint_dirs_honour_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("NEXUS_OUTPUT_DIR", raising=False)
     monkeypatch.delenv("NEXUS_CHECKPOINT_DIR", raising=False)
-    assert str(paths.output_dir("cot")) == "models/cot"
+    assert str(paths.output_dir("cot")) == "models/capabilities/cot"
     assert str(paths.checkpoint_dir("cot")) == "checkpoints/cot"
     monkeypatch.setenv("NEXUS_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("NEXUS_CHECKPOINT_DIR", str(tmp_path / "ck"))

@@ -1,0 +1,73 @@
+"""reasoning: math problems solved in worked steps, with the final answer in ``\\boxed{}``.
+
+Trains the model to write a worked solution that ends in ``\\boxed{answer}`` (the convention of
+NuminaMath, MATH and most math reasoning evaluations; :mod:`nexus.capabilities.cot` teaches "The
+final answer is N." instead), and scores final-answer accuracy on a held-out split (greedy
+generation). Answers are compared after normalization: numbers with commas, ``$`` or ``%``,
+decimals and fractions (``0.5 == 1/2 == \\frac{1}{2} == \\dfrac12``), and presentation-only LaTeX
+(``\\left( \\right)``, ``\\text{}``, spacing); see :func:`nexus.capabilities._answers.canonical_answer`.
+
+Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
+
+- ``gsm8k``: ``{"question": "Natalia sold clips to 48 ...", "answer": "Natalia sold 48/2 =
+  <<48/2=24>>24 clips in May. ... #### 72"}`` (openai/grade-school-math); the ``#### 72`` line
+  becomes ``\\boxed{72}``.
+- ``numina_math``: ``{"source": "synthetic_math", "problem": "What is $\\frac{1}{2} +
+  \\frac{1}{4}$?", "solution": "... = \\frac{3}{4}$. The answer is $\\boxed{\\frac{3}{4}}$.",
+  "messages": [...]}`` (AI-MO/NuminaMath-CoT); records whose solution has no ``\\boxed{}`` are
+  skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus.capabilities import Example, SkipRecord
+from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed, strip_calculator
+
+METRIC = "accuracy"
+INSTRUCTION = "Solve the problem step by step, and put the final answer in \\boxed{}."
+
+
+def _example(problem: str, solution: str, reference: str) -> Example:
+    return {
+        "prompt": [{"role": "user", "content": f"{problem.strip()}\n\n{INSTRUCTION}"}],
+        "completion": [{"role": "assistant", "content": solution.strip()}],
+        "reference": reference,
+    }
+
+
+def format_gsm8k(record: dict[str, Any]) -> Example:
+    """GSM8K ``question``/``answer`` (with ``#### N``) -> worked steps ending in ``\\boxed{N}``."""
+    question, answer = record.get("question"), record.get("answer")
+    if not isinstance(question, str) or not isinstance(answer, str) or "####" not in answer:
+        raise SkipRecord("no question, or answer without '#### <final answer>'")
+    steps, final = answer.rsplit("####", 1)
+    final = final.strip().replace(",", "")
+    reference = canonical_answer(final)
+    if reference is None:
+        raise SkipRecord("empty final answer after '####'")
+    return _example(question, f"{strip_calculator(steps).strip()}\n\\boxed{{{final}}}", reference)
+
+
+def format_numina(record: dict[str, Any]) -> Example:
+    """NuminaMath ``problem``/``solution`` -> the solution as is; reference = its last ``\\boxed{}``."""
+    problem, solution = record.get("problem"), record.get("solution")
+    if not isinstance(problem, str) or not isinstance(solution, str) or not problem.strip():
+        raise SkipRecord("no problem or solution text")
+    reference = canonical_answer(last_boxed(solution))
+    if reference is None:
+        raise SkipRecord("solution has no \\boxed{} final answer")
+    return _example(problem, solution, reference)
+
+
+FORMATTERS = {"gsm8k": format_gsm8k, "numina_math": format_numina}
+
+
+def score(generated: str, example: Example) -> dict[str, float]:
+    """``accuracy``: the final answer (last ``\\boxed{}``, else the extracted one) equals the
+    reference after normalization; ``boxed``: the output has a ``\\boxed{}`` answer."""
+    return {
+        METRIC: float(answer_matches(generated, example["reference"])),
+        "boxed": float(last_boxed(generated) is not None),
+    }

@@ -1,0 +1,413 @@
+"""tools: function calling from tool schemas.
+
+Trains the model to answer a request with the calls it needs, as one JSON list, and scores exact
+call match on a held-out split (greedy generation).
+
+Canonical call format (training target, ``reference`` and what :data:`nexus.chat.TOOLS_SYSTEM_PROMPT`
+asks for): a JSON list, one object per call, ``name`` first, argument keys sorted (recursively),
+values untouched, non-ASCII kept::
+
+    [{"name": "live_giveaways_by_type", "arguments": {"type": "beta"}}, {"name": ..., ...}]
+
+Tool schemas are normalized to the JSON-schema form ``transformers``' ``apply_chat_template(tools=...)``
+documents: ``{"type": "function", "function": {"name", "description", "parameters": {"type":
+"object", "properties": {...}, "required": [...]}}}``; Python type hints (xLAM's ``"str, optional"``,
+``"List[int]"``) become JSON-schema types. :mod:`nexus.chat` passes them to templates that read
+``tools`` and writes them into a system message for the others (SmolLM2's ChatML).
+
+Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
+
+- ``xlam``: ``{"query": "...", "answers": "[{\\"name\\": ..., \\"arguments\\": {...}}]",
+  "tools": "[{\\"name\\": ..., \\"description\\": ..., \\"parameters\\": {\\"p\\": {\\"type\\":
+  \\"str, optional\\", ...}}}]"}`` (Salesforce/xlam-function-calling-60k; JSON or parquet).
+- ``sharegpt_tools``: ``{"conversations": [{"from": "human"|"gpt"|"function_call"|"observation",
+  "value": ...}], "tools": "<JSON list>", "system"?: ...}`` (LLaMA-Factory, e.g. glaive_toolcall).
+- ``messages_tools``: ``{"messages": [{"role", "content": str | [{"type": "text"|"reasoning"|
+  "tool_call", "value"|"text": ...}], "tool_calls"?: [...]}], "tools": ...}`` (OpenAI/TRL
+  ``tool_calls`` and LLaMA-Factory v1 ``tool_call`` content parts).
+
+Conversations give one example per record, at the first assistant turn that calls tools: the prompt is
+the conversation before it, the completion that turn's calls (:func:`conversation_examples` returns
+one per calling turn). Earlier calling turns become assistant messages holding the canonical JSON,
+tool results ``tool`` messages (:mod:`nexus.chat` turns them into ``Tool result:`` user messages for
+templates without tools support), text and reasoning parts of calling turns are dropped (the target
+is the calls and nothing else), and reasoning parts of other assistant turns too (the ``thinking``
+capability trains those).
+
+Scoring (:func:`score`): the generated text is parsed as JSON (surrounding whitespace, a ```json
+fence, or Hermes/Qwen-style ``<tool_call>{...}</tool_call>`` blocks are tolerated; one object counts as
+a list of one). ``exact_match``: the multiset of (name, arguments) equals the reference's (call order
+ignored); arguments compare as parsed JSON: object key order ignored, list order kept, ``1 == 1.0``,
+but ``"1" != 1`` and ``true != 1``. ``name_match``: the multiset of names equals. ``valid_json``: the
+text parsed into a list of calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from nexus.capabilities import Example, SkipRecord
+
+METRIC = "exact_match"
+
+JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
+_PY_TYPES = {
+    "str": "string", "string": "string", "int": "integer", "integer": "integer", "float": "number",
+    "number": "number", "bool": "boolean", "boolean": "boolean", "list": "array", "array": "array",
+    "tuple": "array", "set": "array", "sequence": "array", "dict": "object", "object": "object",
+    "mapping": "object", "none": "null", "null": "null",
+}
+_HINT = re.compile(r"\s*(\w+)\s*(?:\[(.*)\])?\s*")
+_OPTIONAL = re.compile(r",\s*optional\s*$", re.IGNORECASE)
+_FENCE = re.compile(r"```[\w-]*\s*(.*?)\s*```", re.DOTALL)
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+SHAREGPT_ROLES = {
+    "system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+    "function_call": "call", "tool_call": "call", "tool_calls": "call",
+    "observation": "tool", "tool": "tool", "function": "tool", "ipython": "tool",
+}
+
+
+# --- calls -----------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` decoded when it is a JSON string (xLAM and LLaMA-Factory store lists as text)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def as_call(obj: Any) -> dict[str, Any] | None:
+    """One call as ``{"name": str, "arguments": dict}``, or None when ``obj`` is not a call.
+
+    Accepts ``{"name", "arguments"}`` (``arguments`` may be a JSON string, ``parameters`` is an
+    alias, missing means none) and OpenAI's ``{"type": "function", "function": {...}}``.
+    """
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict) and "name" not in obj:
+        obj = obj["function"]
+    name = obj.get("name")
+    args = obj.get("arguments", obj.get("parameters", {}))
+    args = {} if args is None or args == "" else _json_value(args)
+    if not isinstance(name, str) or not name.strip() or not isinstance(args, dict):
+        return None
+    return {"name": name.strip(), "arguments": args}
+
+
+def as_calls(value: Any) -> list[dict[str, Any]] | None:
+    """A call or list of calls (possibly JSON text) as a list of calls; None if any is not a call."""
+    value = _json_value(value)
+    items = value if isinstance(value, list) else [value]
+    calls = [as_call(item) for item in items]
+    return None if any(c is None for c in calls) else calls  # type: ignore[return-value]
+
+
+def canonical_calls(calls: list[dict[str, Any]]) -> str:
+    """The canonical rendering of calls (module docstring): training target and reference."""
+    return "[" + ", ".join(
+        f'{{"name": {json.dumps(c["name"], ensure_ascii=False)}, '
+        f'"arguments": {json.dumps(c["arguments"], ensure_ascii=False, sort_keys=True)}}}'
+        for c in calls
+    ) + "]"
+
+
+def parse_calls(text: str) -> list[dict[str, Any]] | None:
+    """The calls in a generated answer, or None when it is not a JSON call (list).
+
+    Tolerates surrounding whitespace, one fenced block (```json ... ```) making up the whole answer,
+    and ``<tool_call>{...}</tool_call>`` blocks (the format many tool-calling templates ask for).
+    """
+    text = text.strip()
+    fence = _FENCE.fullmatch(text)
+    if fence:
+        text = fence.group(1)
+    try:
+        return as_calls(json.loads(text))
+    except ValueError:
+        pass
+    blocks = _TOOL_CALL_TAG.findall(text)
+    if not blocks:
+        return None
+    calls: list[dict[str, Any]] = []
+    for block in blocks:
+        try:
+            found = as_calls(json.loads(block))
+        except ValueError:
+            return None
+        if found is None:
+            return None
+        calls.extend(found)
+    return calls
+
+
+def _canonical_value(value: Any) -> Any:
+    """A hashable form in which equal JSON values compare equal (``1 == 1.0``, bools kept apart)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, (int, float)):
+        return ("number", float(value))
+    if isinstance(value, dict):
+        return ("object", tuple(sorted((str(k), _canonical_value(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("array", tuple(_canonical_value(v) for v in value))
+    return ("other", repr(value))
+
+
+def _call_key(call: dict[str, Any]) -> tuple[str, Any]:
+    return call["name"], _canonical_value(call["arguments"])
+
+
+def score(generated: str, example: Example) -> dict[str, float]:
+    """``exact_match``, ``name_match`` and ``valid_json`` of one answer (see the module docstring)."""
+    reference = parse_calls(example["reference"]) or []
+    calls = parse_calls(generated)
+    if calls is None:
+        return {METRIC: 0.0, "name_match": 0.0, "valid_json": 0.0}
+    return {
+        METRIC: float(Counter(map(_call_key, calls)) == Counter(map(_call_key, reference))),
+        "name_match": float(Counter(c["name"] for c in calls) == Counter(c["name"] for c in reference)),
+        "valid_json": 1.0,
+    }
+
+
+# --- tool schemas ------------------------------------------------------------------------------
+
+
+def _schema_of_hint(hint: str) -> dict[str, Any]:
+    """A JSON-schema type for a Python type hint (``"List[int]"`` -> array of integer); {} if unknown."""
+    hint = _OPTIONAL.sub("", hint).strip()
+    if hint.lower() in JSON_TYPES:
+        return {"type": hint.lower()}
+    match = _HINT.fullmatch(hint)
+    if not match:
+        return {}
+    base, inner = match.group(1).lower(), match.group(2)
+    if base == "optional" and inner:
+        return _schema_of_hint(inner)
+    json_type = _PY_TYPES.get(base)
+    if json_type is None:
+        return {}
+    schema: dict[str, Any] = {"type": json_type}
+    if json_type == "array" and inner and "," not in inner:
+        items = _schema_of_hint(inner)
+        if items:
+            schema["items"] = items
+    return schema
+
+
+def _property(spec: Any) -> dict[str, Any]:
+    """One parameter's schema with a JSON-schema ``type`` (an unknown hint is kept in the description)."""
+    if not isinstance(spec, dict):
+        return {"description": str(spec)}
+    prop = dict(spec)
+    hint = prop.get("type")
+    if isinstance(hint, str) and hint not in JSON_TYPES:
+        converted = _schema_of_hint(hint)
+        prop.pop("type")
+        if converted:
+            prop = {**converted, **prop}  # the source's own keys (items, enum, ...) win
+        else:
+            prop["description"] = f"{prop.get('description', '')} (type: {hint})".strip()
+    if isinstance(prop.get("items"), dict):
+        prop["items"] = _property(prop["items"])
+    return prop
+
+
+def _is_schema_style(params: dict[str, Any]) -> bool:
+    """True for ``{"type": "object", "properties": ...}``; False for xLAM's ``{name: spec}`` map."""
+    if isinstance(params.get("type"), str):
+        return True
+    props = params.get("properties")
+    return (set(params) <= {"properties", "required"} and isinstance(props, dict)
+            and all(isinstance(v, dict) for v in props.values()))
+
+
+def normalize_tool(tool: Any) -> dict[str, Any]:
+    """A tool schema in the form chat templates expect (module docstring).
+
+    Raises:
+        SkipRecord: the schema is not an object with a function name.
+    """
+    if not isinstance(tool, dict):
+        raise SkipRecord("a tools entry is not a JSON object")
+    fn = tool["function"] if isinstance(tool.get("function"), dict) else tool
+    name = fn.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SkipRecord("a tool schema has no function name")
+    params = fn.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise SkipRecord("a tool schema's parameters are not a JSON object")
+    if _is_schema_style(params):
+        props = params.get("properties") or {}
+        required = params.get("required", fn.get("required", []))
+    else:  # xLAM: {param: {"type": "str, optional", "description", "default"}}
+        props = params
+        required = [k for k, v in params.items()
+                    if not (isinstance(v, dict) and _OPTIONAL.search(str(v.get("type", ""))))]
+    required = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+    parameters = {"type": "object", "properties": {k: _property(v) for k, v in props.items()},
+                  "required": required}
+    return {"type": "function", "function": {"name": name.strip(),
+                                             "description": str(fn.get("description") or ""),
+                                             "parameters": parameters}}
+
+
+def _tools(value: Any) -> list[dict[str, Any]]:
+    tools = _json_value(value)
+    if not tools:
+        raise SkipRecord("no tools list (the schemas the calls need)")
+    if not isinstance(tools, list):
+        raise SkipRecord("tools is not a JSON list of tool schemas")
+    return [normalize_tool(t) for t in tools]
+
+
+def _checked(calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = {t["function"]["name"] for t in tools}
+    if any(c["name"] not in names for c in calls):
+        raise SkipRecord("a call names a function missing from the tools list")
+    return calls
+
+
+# --- formatters --------------------------------------------------------------------------------
+
+
+def _example(prompt: list[dict[str, str]], calls: list[dict[str, Any]],
+             tools: list[dict[str, Any]]) -> Example:
+    target = canonical_calls(calls)
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": target}],
+            "reference": target, "tools": tools}
+
+
+def format_xlam(record: dict[str, Any]) -> Example:
+    """xLAM ``query``/``answers``/``tools`` (JSON strings) -> user query, canonical calls, schemas."""
+    query = record.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise SkipRecord("no query")
+    calls = as_calls(record.get("answers"))
+    if calls is None:
+        raise SkipRecord("answers is not a JSON list of {name, arguments} calls")
+    if not calls:
+        raise SkipRecord("answers holds no call (nothing to learn or score)")
+    tools = _tools(record.get("tools"))
+    return _example([{"role": "user", "content": query.strip()}], _checked(calls, tools), tools)
+
+
+def _text(content: Any) -> str:
+    """Plain text of a message content: a string, or the text parts of a list of typed parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or p.get("value") or "") for p in content
+                       if isinstance(p, dict) and p.get("type", "text") == "text")
+    return str(content)
+
+
+def _calls_or_skip(value: Any) -> list[dict[str, Any]]:
+    calls = as_calls(value)
+    if calls is None:
+        raise SkipRecord("a tool call is not a JSON {name, arguments} object")
+    return calls
+
+
+def _turns_from_sharegpt(record: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(role, text, calls) turns; consecutive ``function_call`` turns merge into one calling turn."""
+    turns: list[tuple[str, str, list[dict[str, Any]]]] = []
+    if isinstance(record.get("system"), str) and record["system"].strip():
+        turns.append(("system", record["system"], []))
+    conversation = _json_value(record.get("conversations"))
+    if not isinstance(conversation, list):
+        raise SkipRecord("conversations is not a list of turns")
+    for turn in conversation:
+        role = SHAREGPT_ROLES.get(str(turn.get("from")) if isinstance(turn, dict) else "")
+        if role is None:
+            raise SkipRecord("a turn has an unknown 'from' role (known: " + ", ".join(SHAREGPT_ROLES) + ")")
+        if role == "call":
+            calls = _calls_or_skip(turn.get("value"))
+            if turns and turns[-1][0] == "assistant" and turns[-1][2]:
+                turns[-1][2].extend(calls)
+            else:
+                turns.append(("assistant", "", calls))
+        else:
+            turns.append((role, _text(turn.get("value")), []))
+    return turns
+
+
+def _turns_from_messages(record: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(role, text, calls) turns from OpenAI/TRL/LLaMA-Factory v1 messages."""
+    messages = _json_value(record.get("messages"))
+    if not isinstance(messages, list):
+        raise SkipRecord("messages is not a list of turns")
+    turns: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant",
+                                                                         "tool", "function", "ipython"):
+            raise SkipRecord("a message has no role among system, user, assistant, tool")
+        role = "tool" if message["role"] in ("function", "ipython") else message["role"]
+        content = message.get("content")
+        calls: list[dict[str, Any]] = []
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in ("tool_call", "tool_use", "function_call"):
+                    calls.extend(_calls_or_skip(part.get("value", part.get("text", part))))
+        for key in ("tool_calls", "function_call"):
+            if message.get(key):
+                calls.extend(_calls_or_skip(message[key]))
+        turns.append((role, _text(content), calls))
+    return turns
+
+
+def _conversation_examples(turns: list[tuple[str, str, list[dict[str, Any]]]],
+                           tools: list[dict[str, Any]]) -> list[Example]:
+    examples: list[Example] = []
+    history: list[dict[str, str]] = []
+    for role, text, calls in turns:
+        if role == "assistant" and calls:
+            if any(m["role"] == "user" for m in history):
+                examples.append(_example(list(history), _checked(calls, tools), tools))
+            history.append({"role": "assistant", "content": canonical_calls(calls)})
+        else:
+            history.append({"role": role, "content": text})
+    return examples
+
+
+def conversation_examples(record: dict[str, Any], fmt: str = "sharegpt_tools") -> list[Example]:
+    """One example per calling assistant turn of a conversation record (``sharegpt_tools`` or
+    ``messages_tools``); the formatters keep the first.
+
+    Raises:
+        SkipRecord: no tool call after a user turn, no tools list, or a malformed turn.
+    """
+    turns = _turns_from_sharegpt(record) if fmt == "sharegpt_tools" else _turns_from_messages(record)
+    if not any(calls for _, _, calls in turns):
+        raise SkipRecord("conversation has no tool call (nothing to learn or score)")
+    examples = _conversation_examples(turns, _tools(record.get("tools")))
+    if not examples:
+        raise SkipRecord("conversation has no tool call after a user turn")
+    return examples
+
+
+def format_sharegpt_tools(record: dict[str, Any]) -> Example:
+    """LLaMA-Factory ``conversations`` with ``function_call``/``observation`` turns -> first call."""
+    return conversation_examples(record, "sharegpt_tools")[0]
+
+
+def format_messages_tools(record: dict[str, Any]) -> Example:
+    """OpenAI/TRL ``messages`` with ``tool_calls`` (or ``tool_call`` parts) -> first call."""
+    return conversation_examples(record, "messages_tools")[0]
+
+
+FORMATTERS = {
+    "xlam": format_xlam,
+    "sharegpt_tools": format_sharegpt_tools,
+    "messages_tools": format_messages_tools,
+}

@@ -1,0 +1,103 @@
+"""One model out of many capabilities: PEFT's weighted adapter merging.
+
+The ``merge`` stage loads the base model with every capability adapter named in ``merge:`` of
+params.yaml, combines them with ``PeftModel.add_weighted_adapter`` (``combination`` is PEFT's
+``combination_type``: cat, linear, svd, ties, dare_ties, ...), and writes ``models/merged``:
+
+- the combined weights merged into the base: a plain HF model folder that
+  ``AutoModelForCausalLM.from_pretrained("models/merged")`` loads without Nexus;
+- ``adapter/merged/``: the combined LoRA adapter alone, for PEFT users
+  (``PeftModel.from_pretrained(base, "models/merged/adapter/merged")``);
+- ``merge_card.json``: which adapters, weights and method made it.
+
+Capabilities trained in a chain (``init_from: models/capabilities/<other>``) are already one
+model: their output folder is a full model, and merging them again is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd",
+                "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd")
+_NEEDS_DENSITY = ("ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd",
+                  "magnitude_prune", "magnitude_prune_svd")
+MERGED_ADAPTER = "merged"
+
+
+class MergeError(ValueError):
+    """The adapters cannot be merged as params.yaml asks."""
+
+
+def adapter_dirs(capabilities: list[str], models_dir: Path) -> dict[str, Path]:
+    """The adapter folder of each capability, checked to be a LoRA adapter.
+
+    Raises:
+        MergeError: a capability is not trained yet, or its output is a full model.
+    """
+    found: dict[str, Path] = {}
+    for name in capabilities:
+        folder = models_dir / name
+        if not (folder / "adapter_config.json").is_file():
+            what = "a full model (adapter: full or init_from chaining)" if (folder / "config.json").is_file() \
+                else "not trained yet"
+            raise MergeError(
+                f"{folder}: {what}; merge combines LoRA adapters only: train it with adapter: lora, "
+                f"or remove '{name}' from merge.capabilities in params.yaml"
+            )
+        found[name] = folder
+    return found
+
+
+def merge_adapters(base_model: str | Path, adapters: dict[str, Path], out_dir: str | Path,
+                   combination: str = "cat", weights: list[float] | None = None,
+                   density: float = 0.5) -> dict[str, Any]:
+    """Combine ``adapters`` (name -> folder) on ``base_model`` and write ``out_dir``.
+
+    Returns:
+        The merge card written to ``<out_dir>/merge_card.json``.
+
+    Raises:
+        MergeError: unknown combination, wrong number of weights, or no adapter.
+    """
+    if combination not in COMBINATIONS:
+        raise MergeError(f"merge.combination: '{combination}' is not one of {', '.join(COMBINATIONS)}")
+    if not adapters:
+        raise MergeError("merge.capabilities is empty: name the capabilities to merge in params.yaml")
+    names = list(adapters)
+    weights = list(weights) if weights else [1.0] * len(names)
+    if len(weights) != len(names):
+        raise MergeError(f"merge.weights has {len(weights)} values for {len(names)} capabilities ({names})")
+    from peft import PeftModel
+
+    from nexus.atomic import atomic_dir, write_json_atomic
+    from nexus.loading import load_model, load_tokenizer
+
+    model = PeftModel.from_pretrained(load_model(base_model), str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(str(adapters[name]), adapter_name=name)
+    kwargs: dict[str, Any] = {"density": density} if combination in _NEEDS_DENSITY else {}
+    model.add_weighted_adapter(names, weights, MERGED_ADAPTER, combination_type=combination, **kwargs)
+    model.set_adapter(MERGED_ADAPTER)
+    card = {"base_model": str(base_model), "capabilities": names, "weights": weights,
+            "combination": combination, "density": kwargs.get("density")}
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp / "adapter", selected_adapters=[MERGED_ADAPTER])
+        _set_adapter_base(tmp / "adapter" / MERGED_ADAPTER / "adapter_config.json", base_model)
+        model.merge_and_unload(adapter_names=[MERGED_ADAPTER]).save_pretrained(tmp)
+        load_tokenizer(base_model).save_pretrained(tmp)
+        write_json_atomic(card, tmp / "merge_card.json")
+    log.info("merged %s (%s) into %s", names, card["combination"], out_dir)
+    return card
+
+
+def _set_adapter_base(config_file: Path, base_model: str | Path) -> None:
+    """Point the saved adapter at the base model folder it was trained on."""
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str(base_model)
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
