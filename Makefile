@@ -1,5 +1,6 @@
 # Nexus: user verbs. Thin: validates CAPS, writes Make options into params.yaml, calls dvc / pytest / docker.
 #   make train CAPS=cot,tools [METHOD=sft SAMPLE_SIZE=200 EPOCHS=1 BATCH_SIZE=2 QUICK=1 DRY_RUN=1]
+#   (the groups CAPS=all-text / CAPS=all also merge the adapters and write the scorecard: stage report)
 #   make plan CAPS=all-text     make test     make docker-train CAPS=cot
 # The first use creates the project virtualenv ($(VENV)) and installs everything into it.
 
@@ -55,9 +56,13 @@ else
 	@$(BIN)/nexus set-params --caps "$(CAPS)" $(if $(METHOD),--method $(METHOD)) \
 	  $(if $(SAMPLE_SIZE),--sample-size $(SAMPLE_SIZE)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(QUICK),--quick $(QUICK))
-	@stages=$$(PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAPS)" 2>/dev/null | tr ' ' '\n' | sed 's/.*/train@& eval@&/' | tr '\n' ' '); \
+	@caps=$$(PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAPS)" 2>/dev/null); \
+	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' $$c $$c; done); \
+	  case ",$(CAPS)," in *,all-text,*|*,all,*) stages="$$stages report";; esac; \
 	  echo "dvc repro $$stages"; $(BIN)/dvc repro $$stages
 	@$(BIN)/nexus scores --caps "$(CAPS)"
+	@case ",$(CAPS)," in *,all-text,*|*,all,*) cat reports/scorecard/scorecard.md; \
+	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png";; esac
 endif
 
 plan: check-caps install

@@ -6,6 +6,8 @@
     nexus prepare-base --out models/base
     nexus train --capability cot [--out models/capabilities/cot]
     nexus eval --capability cot --model models/capabilities/cot
+    nexus chat models/merged         # stream tokens in the terminal
+    nexus serve models/merged        # OpenAI-compatible /v1/chat/completions (SSE with stream: true)
     nexus merge --out models/merged  # one model out of the capability adapters
     nexus report                     # the scorecard (reports/scorecard/)
     nexus scores --caps cot          # base vs trained held-out scores
@@ -46,6 +48,10 @@ def _cmd_organize(args: argparse.Namespace) -> int:
                        head_records=params.organize.head_records,
                        model_dirs=[*map(_path, params.organize.model_dirs)], move=args.move)
     print(format_summary(catalog))
+    if args.preview:
+        from nexus.preview import preview
+
+        print(preview(params, organized_dir=_path(args.out)))
     return 0
 
 
@@ -123,9 +129,11 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
     logs.setup("merge")
     params = load_params(args.params)
-    names = params.merge.capabilities or [
-        n for n, c in params.capabilities.items() if c.adapter == "lora" and c.init_from == params.base.model]
-    adapters = adapter_dirs(names, Path("models/capabilities"))
+    models_dir = Path("models/capabilities")
+    names = params.merge.capabilities or [  # default: every LoRA adapter trained so far
+        n for n, c in params.capabilities.items()
+        if c.adapter == "lora" and c.init_from == params.base.model and (models_dir / n / "adapter_config.json").is_file()]
+    adapters = adapter_dirs(names, models_dir)
     m = params.merge
     merge_adapters(params.base.model, adapters, args.out, m.combination, m.weights, m.density)
     return 0
@@ -140,6 +148,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     run_report(params, args.out, args.eval_size or params.report.eval_size)
     return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from nexus.streaming import cmd_chat
+
+    return cmd_chat(args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from nexus.streaming import cmd_serve
+
+    return cmd_serve(args)
 
 
 def _cmd_scores(args: argparse.Namespace) -> int:
@@ -183,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/organized", help="output folder (default: data/organized)")
     p.add_argument("--move", action="store_true",
                    help="MOVE files from data/raw into per-capability folders (the seed's behaviour)")
+    p.add_argument("--preview", action="store_true",
+                   help="also show two formatted examples per capability with the loss mask, and drop counts")
     p.set_defaults(func=_cmd_organize)
 
     p = sub.add_parser("detect", parents=[common], help="print a model's modalities (reads config/GGUF metadata only)")
@@ -216,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/scorecard")
     p.add_argument("--eval-size", type=int, help="held-out examples per capability (default: report.eval_size)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("chat", parents=[common], help="chat in the terminal; tokens stream as they are generated")
+    p.add_argument("model", help="HF model folder, .gguf file, or trained adapter folder (e.g. models/base)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="most tokens per reply (default: 512)")
+    p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("serve", parents=[common], help="serve an OpenAI-compatible /v1/chat/completions on localhost")
+    p.add_argument("model", help="HF model folder, .gguf file, or trained adapter folder (e.g. models/base)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
+    p.add_argument("--max-new-tokens", type=int, default=512,
+                   help="max_tokens of a request that gives none (default: 512)")
+    p.add_argument("--model-name", help="model id reported to clients (default: the folder name)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("scores", parents=[common], help="print base vs trained scores of evaluated capabilities")
     _caps_arg(p)

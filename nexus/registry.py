@@ -62,8 +62,7 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "streaming", "token streaming at inference (nexus chat / nexus serve)",
-            ("text",), "text", "sft", ("chat", "instruction"),
-            missing="the streaming runtime and its latency evaluator (issue: text capabilities)",
+            ("text",), "text", "sft", ("chat", "instruction"), implemented=True,
         ),
         Capability(
             "omni", "convert a text model into an omni (audio in/out) model",

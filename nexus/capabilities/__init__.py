@@ -33,7 +33,8 @@ class CapabilityModule(Protocol):
     """Name of the headline metric (``accuracy``, ...), written as ``<model>.<METRIC>``."""
 
     def score(self, generated: str, example: Example) -> dict[str, float]:
-        """Score one generated answer against its example; values in [0, 1]."""
+        """Score one generated answer against its example: shares in [0, 1] (METRIC first);
+        measurements such as ``ttft_s`` are allowed too."""
         ...
 
     # Optional: ``generate(model, tokenizer, examples, max_new_tokens) -> list[str]`` replaces the

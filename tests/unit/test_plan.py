@@ -8,7 +8,7 @@ from tests.project import ROOT, env
 NO_TORCH = """
 import sys
 from nexus.cli import main
-code = main(["plan", "--caps", "all-text"])
+code = main(["plan", "--caps", "all"])
 assert "torch" not in sys.modules, "plan imported torch"
 assert "transformers" not in sys.modules, "plan imported transformers"
 sys.exit(code)
@@ -22,7 +22,8 @@ def test_plan_prints_the_queue_and_imports_no_torch():
     out = result.stdout
     assert "base model   models/base" in out
     assert "1. cot" in out and "sft/lora" in out
-    assert "reasoning" in out and "skipped: not implemented yet" in out
+    assert "5. streaming" in out
+    assert "omni" in out and "skipped: not implemented yet" in out
     assert "modalities" in out and "mode" in out
     assert "DVC" in out
 

@@ -1,0 +1,61 @@
+"""``nexus organize --preview``: what each capability will train on, before any training.
+
+For every implemented capability with data it prints how many records were kept and dropped (with
+the reasons: formatter rejections, exact duplicates, examples longer than ``max_length``), and two
+formatted training examples rendered through the model's chat template with the loss mask visible:
+text between ``[[`` and ``]]`` is trained on (the completion); the rest is context with no loss, as
+TRL's prompt-completion training masks it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus import paths, registry
+from nexus.config import Params, capability_params
+from nexus.examples import NoDataError, load_examples
+
+TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"
+
+
+def masked_rendering(example: dict[str, Any], tokenizer: Any) -> str:
+    """The full chat rendering with the trained span (completion tokens) between ``[[`` and ``]]``."""
+    from nexus.chat import prepare
+
+    ready = prepare(example, tokenizer)
+    kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
+    prompt_ids = tokenizer.apply_chat_template(ready["prompt"], tokenize=True, add_generation_prompt=True,
+                                               return_dict=True, **kwargs)["input_ids"]
+    full_ids = tokenizer.apply_chat_template(ready["prompt"] + ready["completion"], tokenize=True,
+                                             return_dict=True, **kwargs)["input_ids"]
+    context = tokenizer.decode(full_ids[:len(prompt_ids)])
+    trained = tokenizer.decode(full_ids[len(prompt_ids):])
+    return f"{context}{TRAINED_OPEN}{trained}{TRAINED_CLOSE}"
+
+
+def preview(params: Params, samples: int = 2, organized_dir: Any = paths.ORGANIZED_DIR) -> str:
+    """The preview text for every capability in params.yaml."""
+    from nexus.loading import load_tokenizer
+    from nexus.trainer import drop_long
+
+    tokenizer = load_tokenizer(params.base.model)
+    out = [f"Preview ({TRAINED_OPEN}...{TRAINED_CLOSE} is trained on; the rest is context without loss)"]
+    for name in params.capabilities:
+        if not registry.CAPABILITIES[name].implemented:
+            continue
+        cap = capability_params(params, name)
+        try:
+            data = load_examples(name, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+        except NoDataError as err:
+            out += ["", f"== {name}: no data ({err})"]
+            continue
+        train, too_long = drop_long(data.train, tokenizer, cap.max_length)
+        dropped = {**data.dropped}
+        if too_long:
+            dropped[f"longer than max_length={cap.max_length}"] = too_long
+        out += ["", f"== {name}: {len(train)} training examples, {len(data.eval)} held out for eval, "
+                    f"{sum(dropped.values())} dropped"]
+        out += [f"   dropped {n}: {reason}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])]
+        for i, example in enumerate(train[:samples], 1):
+            out += [f"-- {name} example {i}", masked_rendering(example, tokenizer)]
+    return "\n".join(out)

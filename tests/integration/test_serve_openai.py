@@ -1,0 +1,232 @@
+"""``nexus serve`` with a real client: the official ``openai`` package against the local server.
+
+The server runs the tiny random Llama on 127.0.0.1 with a free port (``port=0``), in a thread of
+this process (``serve(..., stop_event=...)``), so the model loads once and no interpreter starts.
+One test runs ``serve`` in the main thread and stops it with SIGTERM, as a terminal user would; the
+``slow`` test does the same through ``python -m nexus.streaming serve`` in a child process.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+
+from nexus.streaming import serve
+from tests.project import ROOT
+
+openai = pytest.importorskip("openai", reason="the openai client is a test dependency: pip install openai")
+
+MODEL = "tiny-llama"  # the fixture folder's name: what /v1/models reports
+LINE = re.compile(r"Serving (\S+) on (http://127\.0\.0\.1:(\d+)/v1) \(Ctrl-C stops\)\n")
+HI = [{"role": "user", "content": "Hello! Tell me about crepes."}]
+
+
+class _Lines(io.TextIOBase):
+    """Collects what ``serve`` prints and signals the first complete line."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.ready = threading.Event()
+
+    def write(self, s: str) -> int:
+        self.text += s
+        if "\n" in self.text:
+            self.ready.set()
+        return len(s)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """The base URL of a running server; stopped (and its exit code checked) after the module."""
+    stop, out, result = threading.Event(), _Lines(), {}
+
+    def run() -> None:
+        try:
+            result["rc"] = serve(tiny_model_dir, port=0, max_new_tokens=16, stop_event=stop, out=out)
+        except BaseException as err:  # noqa: BLE001 - reported by the fixture
+            result["error"] = err
+            out.ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert out.ready.wait(120), "the server did not start within 120 s"
+    assert "error" not in result, result.get("error")
+    match = LINE.fullmatch(out.text)
+    assert match and match.group(1) == MODEL, out.text
+    yield match.group(2)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive() and result == {"rc": 0}
+
+
+@pytest.fixture
+def client(server):
+    with openai.OpenAI(base_url=server, api_key="none", timeout=60, max_retries=0) as c:
+        yield c
+
+
+def _http(server: str, method: str, path: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    url = urlsplit(server)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _stream(client, **kwargs) -> tuple[list, str]:
+    chunks = list(client.chat.completions.create(model=MODEL, messages=HI, stream=True, **kwargs))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return chunks, text
+
+
+def test_models_and_health(client, server):
+    assert [m.id for m in client.models.list()] == [MODEL]
+    with urllib.request.urlopen(server.removesuffix("/v1") + "/health", timeout=30) as response:
+        assert json.load(response) == {"status": "ok", "model": MODEL}
+
+
+def test_streamed_deltas_concatenate_to_the_non_streamed_reply(client):
+    full = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=12)
+    assert full.object == "chat.completion" and full.model == MODEL
+    choice = full.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason == "length"
+    assert full.usage.completion_tokens == 12
+    assert full.usage.total_tokens == full.usage.prompt_tokens + 12
+
+    chunks, text = _stream(client, max_tokens=12)
+    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(contents) > 1 and text == choice.message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+
+
+def test_seeded_sampling_streams_the_same_words_as_the_plain_call(client):
+    args = {"max_completion_tokens": 30, "temperature": 1.0, "seed": 11}
+    full = client.chat.completions.create(model=MODEL, messages=HI, **args).choices[0].message.content
+    chunks, text = _stream(client, **args)
+    assert text == full and " " in text.strip() and len(chunks) > 5
+
+
+def test_usage_chunk_and_stop_sequences(client):
+    chunks, _ = _stream(client, max_tokens=8, stream_options={"include_usage": True})
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+    args = {"max_tokens": 30, "temperature": 1.0, "seed": 11}
+    full = client.chat.completions.create(model=MODEL, messages=HI, **args).choices[0].message.content
+    stop = full.split()[3]
+    cut = client.chat.completions.create(model=MODEL, messages=HI, stop=[stop], **args).choices[0]
+    assert cut.message.content == full[:full.index(stop)] and cut.finish_reason == "stop"
+
+
+def test_bad_requests_get_an_openai_error(client):
+    with pytest.raises(openai.BadRequestError, match="role must be one of") as info:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "hi"}])
+    assert info.value.status_code == 400
+    assert info.value.body["param"] == "messages[0].role"
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model=MODEL, messages=HI, max_tokens=0, stream=True)
+    with pytest.raises(openai.BadRequestError, match="context") as info:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 2000}])
+    assert info.value.code == "context_length_exceeded"
+    # The server keeps serving after refusing requests.
+    assert client.chat.completions.create(model=MODEL, messages=HI, max_tokens=2).choices[0].message
+
+
+def test_raw_http_sse_framing_and_error_statuses(server):
+    body = json.dumps({"model": MODEL, "messages": HI, "max_tokens": 4, "stream": True}).encode()
+    status, headers, raw = _http(server, "POST", "/v1/chat/completions", body,
+                                 {"Content-Type": "application/json"})
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+    events = [line for line in raw.decode().split("\n\n") if line]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    finish = json.loads(events[-2][6:])["choices"][0]
+    assert finish["delta"] == {} and finish["finish_reason"] == "length"
+
+    status, _, raw = _http(server, "POST", "/v1/chat/completions", b"{not json",
+                           {"Content-Type": "application/json"})
+    assert status == 400 and "not valid JSON" in json.loads(raw)["error"]["message"]
+    status, _, raw = _http(server, "GET", "/v1/chat/completions")
+    assert status == 405
+    status, _, raw = _http(server, "GET", "/v1/nope")
+    assert status == 404 and "POST /v1/chat/completions" in json.loads(raw)["error"]["message"]
+
+
+def test_sigterm_stops_serve_cleanly(tiny_model_dir):
+    """``serve`` in the main thread, as ``nexus serve`` runs it; a helper thread sends SIGTERM."""
+    out, stop, seen = _Lines(), threading.Event(), {}
+    before = signal.getsignal(signal.SIGTERM)
+
+    def helper() -> None:
+        try:
+            if out.ready.wait(120):
+                url = LINE.fullmatch(out.text).group(2).removesuffix("/v1")
+                with urllib.request.urlopen(url + "/health", timeout=30) as response:
+                    seen["health"] = response.status
+                seen["killed_at"] = time.monotonic()
+                os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            if not stop.wait(20):  # a safety net: never leave serve() running
+                seen["fallback"] = True
+                stop.set()
+
+    thread = threading.Thread(target=helper, daemon=True)
+    thread.start()
+    assert serve(tiny_model_dir, port=0, stop_event=stop, out=out) == 0
+    returned_at = time.monotonic()
+    thread.join(30)
+    assert seen.get("health") == 200 and "fallback" not in seen
+    assert returned_at - seen["killed_at"] < 10
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
+def test_a_taken_port_fails_before_the_model_loads(tiny_model_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another --port"):
+            serve(tiny_model_dir, port=port, out=_Lines())
+        assert time.monotonic() - started < 2
+
+
+@pytest.mark.slow
+def test_python_m_serve_process_answers_and_exits_on_sigint(tiny_model_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "nexus.streaming", "serve", str(tiny_model_dir),
+                             "--port", "0", "--max-new-tokens", "4"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(120)
+        match = LINE.fullmatch(lines[0] if lines else "")
+        assert match, (lines, proc.poll())
+        with openai.OpenAI(base_url=match.group(2), api_key="none", timeout=60, max_retries=0) as c:
+            reply = c.chat.completions.create(model=MODEL, messages=HI)
+        assert reply.usage.completion_tokens == 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
