@@ -18,7 +18,8 @@ import re
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
-from nexus.capabilities._answers import answers_match, extract_answer, strip_calculator
+from nexus.capabilities._answers import answers_match, extract_answer
+from nexus.capabilities._records import sharegpt_question_and_reply, split_gsm8k
 
 METRIC = "accuracy"
 INSTRUCTION = "Solve the problem step by step, then give the final answer on its own line."
@@ -38,20 +39,12 @@ def _example(question: str, steps: str, answer: str) -> Example:
 
 def format_gsm8k(record: dict[str, Any]) -> Example:
     """GSM8K ``question``/``answer`` (with ``#### N``) -> reasoning steps + final answer."""
-    question, answer = record.get("question"), record.get("answer")
-    if not isinstance(question, str) or not isinstance(answer, str) or "####" not in answer:
-        raise SkipRecord("no question, or answer without '#### <final answer>'")
-    steps, final = answer.rsplit("####", 1)
-    return _example(question, strip_calculator(steps), final.strip().replace(",", ""))
+    return _example(*split_gsm8k(record))
 
 
 def format_openthoughts(record: dict[str, Any]) -> Example:
     """OpenThoughts ``conversations`` (thought + solution markers) -> reasoning + final answer."""
-    turns = record.get("conversations") or []
-    user = next((t.get("value") for t in turns if t.get("from") in ("user", "human")), None)
-    reply = next((t.get("value") for t in turns if t.get("from") in ("assistant", "gpt")), None)
-    if not isinstance(user, str) or not isinstance(reply, str):
-        raise SkipRecord("no user question and assistant reply in conversations")
+    user, reply = sharegpt_question_and_reply(record)
     thought = _THOUGHT.search(reply)
     solution = _SOLUTION.search(reply)
     if not thought or not solution:

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
-from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed, strip_calculator
+from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed
+from nexus.capabilities._records import split_gsm8k
 
 METRIC = "accuracy"
 INSTRUCTION = "Solve the problem step by step, and put the final answer in \\boxed{}."
@@ -39,15 +40,11 @@ def _example(problem: str, solution: str, reference: str) -> Example:
 
 def format_gsm8k(record: dict[str, Any]) -> Example:
     """GSM8K ``question``/``answer`` (with ``#### N``) -> worked steps ending in ``\\boxed{N}``."""
-    question, answer = record.get("question"), record.get("answer")
-    if not isinstance(question, str) or not isinstance(answer, str) or "####" not in answer:
-        raise SkipRecord("no question, or answer without '#### <final answer>'")
-    steps, final = answer.rsplit("####", 1)
-    final = final.strip().replace(",", "")
+    question, steps, final = split_gsm8k(record)
     reference = canonical_answer(final)
     if reference is None:
         raise SkipRecord("empty final answer after '####'")
-    return _example(question, f"{strip_calculator(steps).strip()}\n\\boxed{{{final}}}", reference)
+    return _example(question, f"{steps}\n\\boxed{{{final}}}", reference)
 
 
 def format_numina(record: dict[str, Any]) -> Example:

@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
-from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed, strip_calculator
+from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed
+from nexus.capabilities._records import sharegpt_question_and_reply, split_gsm8k
 from nexus.chat import render_prompt
 
 METRIC = "think_format"
@@ -141,11 +142,7 @@ def _solution_answer(solution: str) -> str | None:
 
 def format_openthoughts(record: dict[str, Any]) -> Example:
     """OpenThoughts ``conversations`` (thought + solution markers) -> think block + solution."""
-    turns = record.get("conversations") or []
-    user = next((t.get("value") for t in turns if t.get("from") in ("user", "human")), None)
-    reply = next((t.get("value") for t in turns if t.get("from") in ("assistant", "gpt")), None)
-    if not isinstance(user, str) or not isinstance(reply, str):
-        raise SkipRecord("no user question and assistant reply in conversations")
+    user, reply = sharegpt_question_and_reply(record)
     thought = _THOUGHT.search(reply)
     solution = _SOLUTION.search(thought.group(2)) if thought else None
     if not thought or not solution:
@@ -262,12 +259,8 @@ def format_reasoning_messages(record: dict[str, Any]) -> Example:
 
 def format_gsm8k(record: dict[str, Any]) -> Example:
     """GSM8K ``question``/``answer``: the worked solution becomes the thinking, the number the answer."""
-    question, answer = record.get("question"), record.get("answer")
-    if not isinstance(question, str) or not isinstance(answer, str) or "####" not in answer:
-        raise SkipRecord("no question, or answer without '#### <final answer>'")
-    steps, final = answer.rsplit("####", 1)
-    final = final.strip().replace(",", "")
-    return _example([{"role": "user", "content": question.strip()}], strip_calculator(steps),
+    question, steps, final = split_gsm8k(record)
+    return _example([{"role": "user", "content": question}], steps,
                     f"The final answer is \\boxed{{{final}}}.", final_answer_reference(f"\\boxed{{{final}}}"))
 
 
