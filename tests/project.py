@@ -59,22 +59,15 @@ def edit_params(repo: Path, **dotted: object) -> None:
 
 
 def tiny_params(repo: Path, model: Path, steps: int = 4) -> None:
-    """Point a project copy at a tiny model and shrink the cot run to a few steps."""
+    """Point a project copy at a tiny model and shrink every capability's run to a few steps."""
     path = repo / "params.yaml"
     data = yaml.safe_load(path.read_text())
+    data["base"]["model"] = str(model)
     for entry in data["capabilities"].values():
-        entry["init_from"] = str(model)
+        entry.update(init_from=str(model), max_steps=steps, sample_size=16, eval_size=2, max_new_tokens=8,
+                     max_length=256)
+    data["controller"]["checkpoint_every_steps"] = 2
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    edit_params(
-        repo,
-        base__model=str(model),
-        capabilities__cot__max_steps=steps,
-        capabilities__cot__sample_size=16,
-        capabilities__cot__eval_size=2,
-        capabilities__cot__max_new_tokens=8,
-        capabilities__cot__max_length=256,
-        controller__checkpoint_every_steps=2,
-    )
 
 
 def env() -> dict[str, str]:
