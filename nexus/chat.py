@@ -53,3 +53,12 @@ def render_prompt(example: dict[str, Any], tokenizer: Any) -> str:
     ready = prepare(example, tokenizer)
     kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
     return tokenizer.apply_chat_template(ready["prompt"], tokenize=False, add_generation_prompt=True, **kwargs)
+
+
+def token_ids(example: dict[str, Any], tokenizer: Any, with_completion: bool = True) -> list[int]:
+    """Token ids of the example's rendering: prompt + completion, or the generation prompt alone."""
+    ready = prepare(example, tokenizer)
+    kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
+    messages = ready["prompt"] + ready["completion"] if with_completion else ready["prompt"]
+    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=not with_completion,
+                                         return_dict=True, **kwargs)["input_ids"]

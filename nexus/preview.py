@@ -20,14 +20,10 @@ TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"
 
 def masked_rendering(example: dict[str, Any], tokenizer: Any) -> str:
     """The full chat rendering with the trained span (completion tokens) between ``[[`` and ``]]``."""
-    from nexus.chat import prepare
+    from nexus.chat import token_ids
 
-    ready = prepare(example, tokenizer)
-    kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
-    prompt_ids = tokenizer.apply_chat_template(ready["prompt"], tokenize=True, add_generation_prompt=True,
-                                               return_dict=True, **kwargs)["input_ids"]
-    full_ids = tokenizer.apply_chat_template(ready["prompt"] + ready["completion"], tokenize=True,
-                                             return_dict=True, **kwargs)["input_ids"]
+    prompt_ids = token_ids(example, tokenizer, with_completion=False)
+    full_ids = token_ids(example, tokenizer)
     context = tokenizer.decode(full_ids[:len(prompt_ids)])
     trained = tokenizer.decode(full_ids[len(prompt_ids):])
     return f"{context}{TRAINED_OPEN}{trained}{TRAINED_CLOSE}"

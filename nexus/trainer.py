@@ -109,17 +109,9 @@ def schedule_of(cap: CapabilityParams, params: Params, data: ExampleSet) -> dict
 
 def drop_long(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list, int]:
     """Keep examples whose full chat rendering fits ``max_length`` tokens; count the others."""
-    from nexus.chat import prepare
+    from nexus.chat import token_ids
 
-    kept = []
-    for example in examples:
-        ready = prepare(example, tokenizer)
-        kwargs = {"tools": ready["tools"]} if ready.get("tools") else {}
-        ids = tokenizer.apply_chat_template(ready["prompt"] + ready["completion"], tokenize=True, **kwargs)
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        if len(ids) <= max_length:
-            kept.append(example)
+    kept = [example for example in examples if len(token_ids(example, tokenizer)) <= max_length]
     return kept, len(examples) - len(kept)
 
 

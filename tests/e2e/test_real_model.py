@@ -18,5 +18,5 @@ def test_make_train_cot_quick_on_the_embedded_default(tmp_path):
     assert "cot accuracy: base " in result.stdout
     card = json.loads((repo / "models" / "capabilities" / "cot" / "run_card.json").read_text())
     assert card["steps"] == 10 and card["quick"] is True
-    noop = run(repo, "dvc", "repro")
+    noop = run(repo, "dvc", "repro", "train@cot", "eval@cot")  # what make train ran, and all upstream
     assert "Running stage" not in noop.stdout, noop.stdout
