@@ -86,12 +86,18 @@ def catches(pid, signum):
     return False
 
 
-def descendants():
-    """(pid, comm) of every process below this relay."""
-    table = process_table()
+def children_of(table):
+    """ppid -> [pid] for a process table."""
     children = {}
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
+    return children
+
+
+def descendants():
+    """(pid, comm) of every process below this relay."""
+    table = process_table()
+    children = children_of(table)
     found, stack = [], list(children.get(os.getpid(), ()))
     while stack:
         pid = stack.pop()
@@ -107,9 +113,7 @@ def topmost_catchers(signum):
     so are a launcher's ranks when the launcher itself catches the signal (torchrun and SIGTERM).
     """
     table = process_table()
-    children = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    children = children_of(table)
     found, stack = [], list(children.get(os.getpid(), ()))
     while stack:
         pid = stack.pop()

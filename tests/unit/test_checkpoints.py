@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,9 @@ torch.set_num_threads(2)
 
 SCHEDULE = {"max_steps": 6, "learning_rate": 1e-3, "batch_size": 2, "seed": 0, "data": "sha256:ab12"}
 QUIET = ControllerParams(cooldown_every_steps=0, max_gpu_temp_c=0)
-SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers() -> Iterator[None]:
-    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
-    yield
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 class SigtermAt(TrainerCallback):

@@ -111,13 +111,7 @@ def logs() -> Iterator[tuple[logging.Logger, ListHandler]]:
     logger.removeHandler(handler)
 
 
-@pytest.fixture(autouse=True)
-def keep_signal_handlers() -> Iterator[None]:
-    """Whatever a test does, the process's handlers are put back afterwards."""
-    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
-    yield
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 def run(trainer: Trainer, controller: TrainingController) -> float:
