@@ -2,6 +2,7 @@
 #   make train CAPS=cot,tools [METHOD=sft SAMPLE_SIZE=200 EPOCHS=1 BATCH_SIZE=2 QUICK=1 DRY_RUN=1]
 #   (the groups CAPS=all-text / CAPS=all also merge the adapters and write the scorecard: stage report)
 #   make plan CAPS=all-text     make test     make docker-train CAPS=cot
+#   make compare CAP=cot METHODS=sft,dpo,orpo     make benchmark MODEL=models/base
 # The first use creates the project virtualenv ($(VENV)) and installs everything into it.
 
 SHELL := /bin/bash
@@ -22,10 +23,10 @@ IMAGE ?= nexus:cuda
 DOCKER_BASE ?= nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 PYTEST_ARGS ?=
 
-.PHONY: help install train plan test test-full repro dag metrics docker-build docker-train docker-test check-caps clean
+.PHONY: help install train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test check-caps clean
 
 help:
-	@sed -n '2,5p' Makefile
+	@sed -n '2,6p' Makefile
 
 # Fails in well under a second for an unknown name, before anything is installed.
 check-caps:
@@ -82,6 +83,19 @@ test: install
 
 test-full: install
 	$(BIN)/pytest -F $(PYTEST_ARGS)
+
+# Method bake-off (docs/methods.md): one `dvc exp run` per method, then base vs trained per method
+#   make compare CAP=cot METHODS=sft,dpo,orpo
+compare: install
+	@test -n "$(CAP)" -a -n "$(METHODS)" || { echo "usage: make compare CAP=cot METHODS=sft,dpo,orpo" >&2; exit 2; }
+	@PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAP)" >/dev/null
+	@$(BIN)/nexus compare --cap "$(CAP)" --methods "$(METHODS)"
+
+# GSM8K / MMLU on any model folder, .gguf or adapter (docs/benchmarks.md); reports/benchmarks/<task>.json
+#   make benchmark MODEL=models/base [TASKS=gsm8k,mmlu LIMIT=20 BACKEND=lm-eval]
+benchmark: install
+	@$(BIN)/nexus benchmark --model "$(or $(MODEL),models/base)" $(if $(TASKS),--tasks "$(TASKS)") \
+	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND))
 
 # ---- CUDA image (docker/README.md) ----
 # Empty: the Dockerfile's defaults (cu128 index, torch 2.13.0).

@@ -81,7 +81,11 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
         args = nexus_trainer._training_args(cap, params, Path(out), profile)
         args.update(save_strategy="no")
         model = nexus_trainer._apply_adapter(load_model(model_path), cap)
-        trainer = nexus_trainer.METHODS["sft"](model, tokenizer, rows, args, [], profile)
+        from nexus.methods import METHODS, TrainContext
+
+        trainer = METHODS["sft"].build(TrainContext(
+            capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
+            callbacks=[], profile=profile, examples=rows))
     started = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - started

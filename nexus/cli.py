@@ -11,6 +11,7 @@
     nexus merge --out models/merged  # one model out of the capability adapters
     nexus report                     # the scorecard (reports/scorecard/)
     nexus scores --caps cot          # base vs trained held-out scores
+    nexus benchmark --model models/base [--tasks gsm8k,mmlu --limit 20]   # docs/benchmarks.md
     nexus set-params --caps cot --method sft --epochs 2
 
 Errors print one line (``error: ...``) and exit 1; usage errors exit 2.
@@ -81,13 +82,14 @@ def _cmd_prepare_base(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from nexus import logs, paths
-    from nexus.config import load_params
+    from nexus.config import load_params, with_overrides
     from nexus.trainer import run_capability
 
     name = registry.normalize(args.capability)
     registry.resolve(name)
     logs.setup(f"train_{name}")
-    params = load_params(args.params)
+    params = with_overrides(load_params(args.params), name, quick=args.quick or None,
+                            long_context=args.long_context)
     run_capability(name, params, paths.output_dir(name, args.out), organized_dir=args.data,
                    modality_file=args.modality)
     return 0
@@ -180,6 +182,36 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from nexus.compare import compare
+
+    return compare(args.cap, args.methods, args.params)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from nexus import logs
+    from nexus.benchmarks import BenchmarkError, format_table, parse_names, run_benchmarks
+    from nexus.loading import ModelSourceError, model_source
+
+    try:  # usage errors (exit 2) are found before torch is imported
+        names = parse_names(args.tasks)
+        model_source(args.model)
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModelSourceError:
+        print(f"error: --model {args.model}: not a model; give an HF folder with config.json, a .gguf file "
+              "or an adapter folder (e.g. models/base, made by `make train` or `nexus prepare-base`)",
+              file=sys.stderr)
+        return 2
+    logs.setup("benchmark")
+    results = run_benchmarks(args.model, names, args.limit, args.out, backend=args.backend,
+                             batch_size=args.batch_size, num_fewshot=args.num_fewshot,
+                             max_new_tokens=args.max_new_tokens)
+    print(format_table(results))
+    return 0
+
+
 def _path(value: str):  # noqa: ANN202 - tiny local helper
     from pathlib import Path
 
@@ -222,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: $NEXUS_OUTPUT_DIR/<cap> or models/capabilities/<cap>)")
     p.add_argument("--data", default="data/organized", help="organizer output folder")
     p.add_argument("--modality", default="data/modality.json", help="modality report of the base model")
+    p.add_argument("--quick", action="store_true",
+                   help="quick mode for this run: 10 steps, batch 1, 5 eval records (params: quick: true)")
+    p.add_argument("--long-context", type=int, metavar="TOKENS",
+                   help="train at this context length by RoPE scaling (params: long_context)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", parents=[common], help="score base and trained model on the held-out split")
@@ -253,9 +289,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="model id reported to clients (default: the folder name)")
     p.set_defaults(func=_cmd_serve)
 
+    p = sub.add_parser("compare", parents=[common],
+                       help="method bake-off: one dvc experiment per method, then a table (make compare)")
+    p.add_argument("--cap", required=True, help="one capability, e.g. cot")
+    p.add_argument("--methods", required=True, help="comma-separated methods, e.g. sft,dpo,orpo")
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("scores", parents=[common], help="print base vs trained scores of evaluated capabilities")
     _caps_arg(p)
     p.set_defaults(func=_cmd_scores)
+
+    p = sub.add_parser("benchmark", parents=[common], help="GSM8K / MMLU scores of any model (docs/benchmarks.md)")
+    p.add_argument("--model", required=True, help="HF model folder, .gguf file, or adapter folder (e.g. models/base)")
+    p.add_argument("--tasks", default="gsm8k,mmlu", help="comma-separated benchmarks, or all (valid: gsm8k, mmlu)")
+    p.add_argument("--limit", type=int, help="examples per benchmark, per subject for mmlu "
+                   "(default: gsm8k 50, mmlu 20; 0: the whole test set)")
+    p.add_argument("--out", default="reports/benchmarks", help="folder of <task>.json (default: reports/benchmarks)")
+    p.add_argument("--backend", choices=("native", "lm-eval"), default="native",
+                   help="native scorers (default) or lm-evaluation-harness, if installed")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default: 8)")
+    p.add_argument("--num-fewshot", type=int, help="shots per prompt (default: 5)")
+    p.add_argument("--max-new-tokens", type=int, help="gsm8k generation cap (default: 256)")
+    p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("set-params", parents=[common], help="write Make-style overrides into params.yaml (DVC tracks them)")
     _caps_arg(p)

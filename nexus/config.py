@@ -38,6 +38,7 @@ class OrganizeParams:
 
     sources: list[str] = field(default_factory=lambda: ["data/samples", "data/raw"])
     head_records: int = 5
+    stream_threshold_mb: int = 1024  # a data file larger than this is read as a stream, never held whole
     model_dirs: list[str] = field(default_factory=list)
 
 
@@ -72,6 +73,10 @@ class CapabilityParams:
     lora_dropout: float = 0.05
     max_new_tokens: int = 200
     thinking_budget: int = 0  # max thinking tokens at generation, then the answer is forced (0 = off)
+    teacher: str = ""  # distill: the teacher model (HF folder or .gguf)
+    beta: float = 0.1  # dpo / orpo / kto / distill: the method's beta
+    num_generations: int = 4  # grpo / ppo: completions sampled per prompt
+    long_context: int = 0  # target context length in tokens: RoPE scaling through the config (0 = off)
     quick: bool = False
 
     def effective(self) -> CapabilityParams:
@@ -118,7 +123,7 @@ class Params:
     report: ReportParams = field(default_factory=ReportParams)
 
 
-_ADAPTERS = ("lora", "full")
+_ADAPTERS = ("lora", "qlora", "full")
 
 
 def _coerce(cls: type[T], raw: Any, where: str, errors: list[str]) -> T:
@@ -166,6 +171,17 @@ def _check_capability(name: str, cap: CapabilityParams, errors: list[str]) -> No
         errors.append(f"{where}.max_steps: use a positive count, or -1 to train for `epochs`")
     if cap.learning_rate <= 0:
         errors.append(f"{where}.learning_rate: must be positive")
+    from nexus.methods import ALIASES, METHODS  # standard library only
+
+    if ALIASES.get(cap.method, cap.method) not in METHODS:
+        errors.append(f"{where}.method: '{cap.method}' is not a training method; choose one of: "
+                      f"{', '.join(METHODS)}")
+    if cap.long_context < 0:
+        errors.append(f"{where}.long_context: a context length in tokens, or 0 (off)")
+    if cap.num_generations < 2 and ALIASES.get(cap.method, cap.method) in ("grpo", "ppo"):
+        errors.append(f"{where}.num_generations: grpo/ppo need at least 2 completions per prompt")
+    if cap.beta < 0:
+        errors.append(f"{where}.beta: must be >= 0")
     budget, room = cap.thinking_budget, cap.effective().max_new_tokens
     if budget < 0 or (budget > 0 and budget >= room):
         errors.append(f"{where}.thinking_budget: {budget} leaves no tokens for the answer; keep it "
@@ -227,6 +243,28 @@ def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{p}: not valid YAML ({err})".replace("\n", " ")) from err
     return parse_params(raw, str(p))
+
+
+def with_overrides(params: Params, name: str, **values: Any) -> Params:
+    """``params`` with capability ``name``'s keys replaced (values of None are ignored).
+
+    For the stage script's own flags (``--quick``, ``--long-context``); DVC does not track these, so
+    ``make train`` writes options into params.yaml instead.
+
+    Raises:
+        ParamsError: params.yaml has no entry for ``name``, or a value fails validation.
+    """
+    changes = {key: value for key, value in values.items() if value is not None}
+    if not changes:
+        return params
+    if name not in params.capabilities:
+        capability_params(params, name)  # raises the standard message
+    cap = dataclasses.replace(params.capabilities[name], **changes)
+    errors: list[str] = []
+    _check_capability(name, cap, errors)
+    if errors:
+        raise ParamsError("; ".join(errors))
+    return dataclasses.replace(params, capabilities={**params.capabilities, name: cap})
 
 
 def capability_params(params: Params, name: str) -> CapabilityParams:

@@ -12,18 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nexus import capabilities, paths, results
+from nexus import capabilities, methods, paths, results
 from nexus.chat import render_prompt
 from nexus.config import CapabilityParams, Params, capability_params
-from nexus.examples import load_examples
+from nexus.examples import capability_examples
 from nexus.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 
 def generate(model: Any, tokenizer: Any, examples: list[capabilities.Example], max_new_tokens: int,
-             batch_size: int = 8) -> list[str]:
-    """Greedy completions for the examples' chat prompts, batched with left padding."""
+             batch_size: int = 8, temperature: float = 0.0) -> list[str]:
+    """Completions for the examples' chat prompts, batched with left padding: greedy, or sampled at
+    ``temperature`` when it is above 0 (seeded by the caller's ``torch.manual_seed``)."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -34,8 +35,10 @@ def generate(model: Any, tokenizer: Any, examples: list[capabilities.Example], m
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(model.device)
         with torch.inference_mode():
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 \
+                else {"do_sample": False}
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 **sampling)
         new = ids[:, batch["input_ids"].shape[1]:]
         outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     return outputs
@@ -73,6 +76,22 @@ def score_model(model_path: str | Path, capability: str, examples: list[capabili
     return score_examples(load_model(model_path), load_tokenizer(model_path), capability, examples, cap)
 
 
+def _refusal_scores(params: Params, cap: CapabilityParams, capability: str, model_dir: str | Path,
+                    organized_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Safety methods: refusal rate (harmful) and false-refusal rate (harmless), base and trained,
+    on the held-out prompts the train stage never used (same seeded split)."""
+    from nexus.loading import load_model, load_tokenizer
+    from nexus.methods.data import load_rows
+    from nexus.methods.safety import refusal_metrics, split_prompts
+
+    rows, _ = load_rows("safety_prompts", organized_dir, capability)
+    held, _ = split_prompts(rows, cap.eval_size, params.base.seed)
+    for which, path in (("base", params.base.model), ("trained", model_dir)):
+        scores, _ = refusal_metrics(load_model(path), load_tokenizer(path), held, cap.max_new_tokens)
+        metrics[which].update(scores)
+    return {"n_safety": len(held)}
+
+
 def run_eval(capability: str, params: Params, model_dir: str | Path,
              organized_dir: str | Path = paths.ORGANIZED_DIR,
              report_dir: str | Path | None = None) -> dict[str, Any]:
@@ -85,11 +104,13 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
 
     torch.manual_seed(params.base.seed)
     cap = capability_params(params, capability)
-    data = load_examples(capability, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+    data = capability_examples(capability, params, organized_dir)
     started = time.perf_counter()
     base_scores, base_out = score_model(params.base.model, capability, data.eval, cap)
     trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap)
     metrics = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
+    if methods.resolve(cap.method).needs == "safety_prompts":
+        metrics.update(_refusal_scores(params, cap, capability, model_dir, organized_dir, metrics))
     report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
     report.mkdir(parents=True, exist_ok=True)
     write_json_atomic(metrics, report / "metrics.json")

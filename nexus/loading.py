@@ -79,15 +79,50 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(path: str | Path, dtype: Any = None) -> PreTrainedModel:
+def long_context_overrides(path: str | Path, target_length: int) -> dict[str, Any]:
+    """Config changes that stretch a model's context to ``target_length`` tokens by RoPE scaling.
+
+    Linear position interpolation (``rope_parameters`` with ``rope_type: linear`` and ``factor`` =
+    target / original length, transformers 5's name for the old ``rope_scaling``), plus the new
+    ``max_position_embeddings``. Reads only the config. Nothing changes when the model already
+    reaches ``target_length``.
+
+    Raises:
+        ModelSourceError: the model's config names no original context length.
+    """
+    from transformers import AutoConfig
+
+    folder, gguf = model_source(path)
+    config = AutoConfig.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+    original = getattr(config, "max_position_embeddings", None)
+    if not original:
+        raise ModelSourceError(f"{path}: config.json has no max_position_embeddings; long_context "
+                               f"cannot scale RoPE for it (set long_context: 0)")
+    if target_length <= original:
+        log.info("long_context %d: %s already reaches %d tokens; RoPE unchanged", target_length, path,
+                 original)
+        return {}
+    rope = dict(getattr(config, "rope_parameters", None) or {})
+    rope.update({"rope_type": "linear", "factor": target_length / original})
+    log.info("long_context: %d -> %d tokens (RoPE linear scaling, factor %.2f)", original, target_length,
+             target_length / original)
+    return {"rope_parameters": rope, "max_position_embeddings": target_length}
+
+
+def load_model(path: str | Path, dtype: Any = None, quantize_4bit: bool = False,
+               config_overrides: dict[str, Any] | None = None) -> PreTrainedModel:
     """Load a causal LM from an HF folder, a GGUF file, or a saved PEFT adapter folder.
 
     GGUF weights are dequantized to ``dtype`` (float32 by default) and the quantization marker is
     dropped, so the model can be trained and saved like any other. An adapter folder loads its
     base model (from ``adapter_config.json``) with the adapter merged in.
+
+    Args:
+        quantize_4bit: load the weights in 4-bit NF4 with bitsandbytes (QLoRA), computing in ``dtype``.
+        config_overrides: config attributes to change before the weights load (e.g. RoPE scaling).
     """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = dtype or torch.float32
     folder, gguf = model_source(path)
@@ -96,6 +131,20 @@ def load_model(path: str | Path, dtype: Any = None) -> PreTrainedModel:
 
         return AutoPeftModelForCausalLM.from_pretrained(folder, dtype=dtype).merge_and_unload()
     kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    if config_overrides:
+        config = AutoConfig.from_pretrained(folder, **kwargs)
+        for key, value in config_overrides.items():
+            setattr(config, key, value)
+        kwargs["config"] = config
+    if quantize_4bit:
+        if gguf:
+            raise ModelSourceError(f"{path}: QLoRA needs an HF folder; convert the GGUF file first "
+                                   f"(the base_model stage does: models/base)")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
     if gguf and getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)

@@ -84,6 +84,7 @@ class FileEntry:
     sha256: str | None
     status: str
     why: str
+    label: str | None = None  # safety prompts: "harmful" or "harmless" (from the file name)
 
 
 @dataclass
@@ -119,6 +120,46 @@ def capabilities_for_kind(kind: str | None) -> list[str]:
     if kind is None:
         return []
     return [name for name, cap in CAPABILITIES.items() if kind in cap.record_kinds]
+
+
+# Record kinds that training methods use (not a capability's own examples), and the methods.
+METHOD_KINDS: dict[str, str] = {
+    "preference": "dpo, orpo",
+    "unpaired_preference": "kto",
+    "text": "cpt",
+    "prompt_only": "safety, anti-refusal",
+}
+SAFETY_LABELS = ("harmful", "harmless")
+
+
+def safety_label(path: Path) -> str | None:
+    """``harmful`` / ``harmless`` when the file name says which prompts it holds, else None."""
+    name = path.name.lower()
+    found = [label for label in SAFETY_LABELS if label in name]
+    return found[0] if len(found) == 1 else None
+
+
+def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
+    """Capabilities that get a method-data file (preference, KTO, text, safety prompts), and why.
+
+    A file under a folder named after a capability (``data/raw/cot/pairs.jsonl``) goes to that
+    capability only. Otherwise preference and KTO files go to the capabilities trained on general
+    chat or instructions, plain text and labelled safety prompts to every text capability.
+    """
+    methods = METHOD_KINDS[kind]
+    for part in reversed(path.parent.parts):
+        if part.lower().replace("-", "_") in CAPABILITIES:
+            name = part.lower().replace("-", "_")
+            return [name], f"for {methods} of capability {name} (its folder is named after it)"
+    if kind in ("preference", "unpaired_preference"):
+        caps = [n for n, c in CAPABILITIES.items() if {"chat", "instruction"} & set(c.record_kinds)]
+        return caps, f"for {methods} of the general-chat capabilities (put it under a folder named " \
+                     f"after a capability to target that one)"
+    if kind == "prompt_only" and safety_label(path) is None:
+        return [], ("prompts without responses: name the file *harmful* or *harmless* to use it for "
+                    "safety / anti-refusal training")
+    caps = [n for n, c in CAPABILITIES.items() if c.group == "text"]
+    return caps, f"for {methods} of every text capability"
 
 
 def unrouted_reason(kind: str) -> str:
@@ -162,6 +203,11 @@ def classify_file(path: Path, head_records: int = 5) -> FileEntry:
     if detection.kind is None:
         return FileEntry(shown, None, None, [], records, digest, "unplaced",
                          f"unrecognized: {detection.why}")
+    if detection.kind in METHOD_KINDS:
+        caps, routed = method_capabilities(path, detection.kind)
+        label = safety_label(path) if detection.kind == "prompt_only" else None
+        return FileEntry(shown, detection.format, detection.kind, caps, records, digest,
+                         "placed" if caps else "unplaced", f"{detection.why}; {routed}", label)
     caps = capabilities_for_kind(detection.kind)
     if not caps:
         why = f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}"
@@ -270,10 +316,17 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _manifest(name: str, files: list[FileEntry]) -> dict[str, Any]:
+    """A capability's manifest: its own example files, and the files its methods may use."""
+
+    def entry(f: FileEntry) -> dict[str, Any]:
+        out = {"path": f.path, "format": f.format, "kind": f.kind, "records": f.records,
+               "sha256": f.sha256}
+        return {**out, "label": f.label} if f.label else out
+
     return {
         "capability": name,
-        "files": [{"path": f.path, "format": f.format, "kind": f.kind, "records": f.records,
-                   "sha256": f.sha256} for f in files],
+        "files": [entry(f) for f in files if f.kind not in METHOD_KINDS],
+        "method_files": [entry(f) for f in files if f.kind in METHOD_KINDS],
     }
 
 

@@ -53,12 +53,30 @@ def _modalities(model: str) -> dict[str, Any]:
         return {"from": f"unknown ({err})"}
 
 
-def _data_summary(capability: str) -> str:
+def _data_summary(capability: str, method: str = "sft") -> str:
+    """The capability's example files, and where its method's own data would come from."""
+    from nexus.methods import resolve
+    from nexus.methods.data import KIND_OF_NEED
+
     manifest = paths.ORGANIZED_DIR / capability / "manifest.json"
     if not manifest.is_file():
         return "organize has not run yet (or no file of this capability's kinds)"
-    files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    return f"{len(files)} file(s), {sum(f.get('records', 0) for f in files)} records"
+    listed = json.loads(manifest.read_text(encoding="utf-8"))
+    files = listed["files"]
+    summary = f"{len(files)} file(s), {sum(f.get('records') or 0 for f in files)} records"
+    try:
+        need = resolve(method).needs
+    except KeyError:
+        return summary
+    if need == "examples":
+        return summary
+    kind = KIND_OF_NEED[need]
+    extra = [f for f in listed.get("method_files", []) if f.get("kind") == kind]
+    if extra:
+        return f"{summary}; {method} data: {len(extra)} {kind} file(s), {sum(f.get('records') or 0 for f in extra)} records"
+    if need in ("preference", "unpaired_preference"):
+        return f"{summary}; {method} pairs: built from these examples at training time (no {kind} file)"
+    return f"{summary}; {method} data: NONE ({kind} needed; the train stage will stop)"
 
 
 def _dvc_status(targets: list[str]) -> tuple[dict[str, list[str]], str]:
@@ -113,7 +131,7 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             "name": name, "method": cap.method, "adapter": cap.adapter,
             "steps": cap.max_steps if cap.max_steps > 0 else f"{cap.epochs:g} epoch(s)",
             "learning_rate": cap.learning_rate, "batch_size": cap.batch_size,
-            "eval_size": cap.eval_size, "data": _data_summary(name),
+            "eval_size": cap.eval_size, "data": _data_summary(name, cap.method),
             "output": str(paths.output_dir(name)), "needs": registry.CAPABILITIES[name].modalities,
         })
     any_quick = quick or any(params.capabilities[n].quick for n in selected)

@@ -13,7 +13,7 @@ from typing import Any
 
 from nexus import paths, registry
 from nexus.config import Params, capability_params
-from nexus.examples import NoDataError, load_examples
+from nexus.examples import NoDataError, capability_examples
 
 TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"
 
@@ -41,7 +41,7 @@ def preview(params: Params, samples: int = 2, organized_dir: Any = paths.ORGANIZ
             continue
         cap = capability_params(params, name)
         try:
-            data = load_examples(name, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+            data = capability_examples(name, params, organized_dir)
         except NoDataError as err:
             out += ["", f"== {name}: no data ({err})"]
             continue

@@ -19,7 +19,7 @@ from typing import Any
 from nexus import capabilities, paths, results
 from nexus.atomic import write_json_atomic, write_text_atomic
 from nexus.config import Params, capability_params
-from nexus.examples import load_examples
+from nexus.examples import capability_examples
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def build_scorecard(params: Params, models: dict[str, Path], eval_size: int,
     held_out: dict[str, list[capabilities.Example]] = {}
     for name in params.capabilities:
         cap = capability_params(params, name)
-        data = load_examples(name, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+        data = capability_examples(name, params, organized_dir)
         held_out[name] = data.eval[:eval_size]
     table: dict[str, dict[str, float]] = {}
     details: dict[str, dict[str, dict[str, float]]] = {}

@@ -2,7 +2,7 @@
 
 It loads the base model (HF folder or GGUF), wraps it in a LoRA adapter (PEFT) unless
 ``adapter: full``, formats the capability's records into chat examples, and trains with the
-library trainer that :data:`METHODS` names for the capability's ``method``. The controller
+library trainer that :data:`nexus.methods.METHODS` names for the capability's ``method``. The controller
 callback (pause/resume, cooldown, thermal guard, signal checkpoints) and the dvclive callback
 (metrics and loss curve) are attached to every run.
 
@@ -18,14 +18,15 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nexus import paths, registry, results
+from nexus import methods, paths, registry, results
 from nexus.config import CapabilityParams, Params, capability_params
-from nexus.examples import ExampleSet, load_examples
+from nexus.device import DeviceProfile
+from nexus.examples import ExampleSet, capability_examples
+from nexus.methods import TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -34,37 +35,6 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM: checkpoint written, stage not complete
 
 class CapabilityUnavailableError(ValueError):
     """The chosen capability or method cannot run with this model or this build of Nexus."""
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    """How this machine trains: device, mixed precision, and which loss path is fastest."""
-
-    device: str
-    bf16: bool
-    model_loss: bool  # use model(**inputs).loss rather than TRL's fused LM head
-
-    @staticmethod
-    def detect() -> DeviceProfile:
-        """Inspect the accelerator (or CPU flags) once."""
-        import torch
-
-        if torch.cuda.is_available():
-            import importlib.util
-
-            return DeviceProfile(
-                "cuda", torch.cuda.is_bf16_supported(), importlib.util.find_spec("triton") is None
-            )
-        return DeviceProfile("cpu", _cpu_has_bf16(), True)
-
-
-def _cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matmuls (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return platform.machine() == "arm64"
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def check_modalities(capability: str, modality_file: str | Path) -> None:
@@ -115,45 +85,6 @@ def drop_long(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -
     return kept, len(examples) - len(kept)
 
 
-def _sft(model: Any, tokenizer: Any, train_rows: list[dict[str, Any]], args: dict[str, Any],
-         callbacks: list[Any], profile: DeviceProfile) -> Any:
-    """TRL SFTTrainer on prompt/completion chat rows (loss on the completion only)."""
-    from datasets import Dataset
-    from transformers import Trainer
-    from trl import SFTConfig, SFTTrainer
-
-    from nexus.chat import prepare
-
-    class _ModelLossSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss is the model's own (see module docstring); metrics kept."""
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if "attention_mask" in inputs and model.training:
-                self._total_train_tokens += int(inputs["attention_mask"].sum())
-                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-    trainer_cls = _ModelLossSFTTrainer if profile.model_loss else SFTTrainer
-    # Tool schemas travel as JSON strings: Arrow cannot hold heterogeneous schemas as structs (TRL
-    # decodes a string `tools` column), and every row gets the column so the first row cannot drop it.
-    rows = []
-    for row in train_rows:
-        ready = prepare(row, tokenizer)
-        tools = ready.get("tools")
-        rows.append({"prompt": ready["prompt"], "completion": ready["completion"],
-                     "tools": json.dumps(tools, ensure_ascii=False) if tools else None})
-    if not any(r["tools"] for r in rows):
-        rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
-    dataset = Dataset.from_list(rows)
-    config = SFTConfig(**args, completion_only_loss=True, dataset_num_proc=None)
-    return trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                       callbacks=callbacks)
-
-
-# Training methods: name -> builder returning a ready trainer. Issue "training methods" adds the rest.
-METHODS: dict[str, Callable[..., Any]] = {"sft": _sft}
-
-
 def _training_args(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile) -> dict:
     return {
         "output_dir": str(ckpt_dir),
@@ -175,18 +106,31 @@ def _training_args(cap: CapabilityParams, params: Params, ckpt_dir: Path, profil
         "gradient_checkpointing": False,
         "report_to": "none",
         "disable_tqdm": True,
+        "include_num_input_tokens_seen": "non_padding",
         "dataloader_num_workers": 0,
     }
 
 
 def _apply_adapter(model: Any, cap: CapabilityParams) -> Any:
+    """LoRA on every linear layer (QLoRA: on the 4-bit base, prepared for k-bit training)."""
     if cap.adapter == "full":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    if cap.adapter == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(r=cap.lora_r, lora_alpha=cap.lora_alpha, lora_dropout=cap.lora_dropout,
                         target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def _load_start_model(cap: CapabilityParams, profile: DeviceProfile) -> Any:
+    """The start model, 4-bit for QLoRA, with RoPE scaled for ``long_context``."""
+    from nexus.loading import load_model, long_context_overrides
+
+    overrides = long_context_overrides(cap.init_from, cap.long_context) if cap.long_context else {}
+    model = load_model(cap.init_from, quantize_4bit=cap.adapter == "qlora", config_overrides=overrides)
+    return model if cap.adapter == "qlora" else model.to(profile.device)
 
 
 def _library_versions() -> dict[str, str]:
@@ -227,18 +171,20 @@ def run_capability(
     from nexus.atomic import atomic_dir, write_json_atomic
     from nexus.checkpoints import clear_checkpoints, find_resume_checkpoint
     from nexus.controller import TrainingController
-    from nexus.loading import load_model, load_tokenizer
+    from nexus.loading import load_tokenizer
+    from nexus.methods.rewards import reward_of
+    from nexus.methods.rows import check_method_data, prepare_rows
 
     cap = capability_params(params, capability)
-    if cap.method not in METHODS:
-        raise CapabilityUnavailableError(
-            f"params.yaml capabilities.{capability}.method: '{cap.method}' is not available; "
-            f"available: {', '.join(METHODS)}"
-        )
+    try:
+        method = methods.resolve(cap.method)
+    except KeyError as err:
+        raise CapabilityUnavailableError(f"params.yaml capabilities.{capability}.method: {err.args[0]}") from err
     check_modalities(capability, modality_file)
+    found = check_method_data(method, capability, organized_dir)  # fails before any model loads
     torch.manual_seed(params.base.seed)
     profile = DeviceProfile.detect()
-    data = load_examples(capability, organized_dir, cap.eval_size, cap.sample_size, params.base.seed)
+    data = capability_examples(capability, params, organized_dir)
     tokenizer = load_tokenizer(params.base.model)
     train_rows, too_long = drop_long(data.train, tokenizer, cap.max_length)
     log.info("%s: %d records kept, %d held out for eval, %d training examples, %d dropped as longer "
@@ -253,16 +199,20 @@ def run_capability(
     ckpt_dir = paths.checkpoint_dir(capability)
     resume = find_resume_checkpoint(ckpt_dir, schedule)
     chained = cap.init_from != params.base.model  # starts from another capability's output
-    model = _apply_adapter(load_model(cap.init_from), cap)
-    log.info("%s (%s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model), cap.method,
-             cap.adapter, cap.init_from, profile.device, profile.bf16, profile.model_loss)
+    start_model = _load_start_model(cap, profile)
+    rows = prepare_rows(method, found, capability, cap, start_model, tokenizer, train_rows, params.base.seed)
+    model = _apply_adapter(start_model, cap)
+    log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
+             method.name, method.library, cap.adapter, cap.init_from, profile.device, profile.bf16,
+             profile.model_loss)
 
     report = Path(report_dir) if report_dir else paths.train_report_dir(capability)
     live = Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=resume is not None)
     controller = TrainingController(params.controller, schedule, logger=log)
-    trainer = METHODS[cap.method](model, tokenizer, train_rows,
-                                  _training_args(cap, params, ckpt_dir, profile),
-                                  [controller, DVCLiveCallback(live=live)], profile)
+    trainer = method.build(TrainContext(
+        capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params,
+        args=_training_args(cap, params, ckpt_dir, profile), callbacks=[controller, DVCLiveCallback(live=live)],
+        profile=profile, examples=train_rows, rows=rows.rows, reward=reward_of(capability)))
     controller.install_signal_handlers()
     started = time.perf_counter()
     try:
@@ -276,16 +226,18 @@ def run_capability(
                  trainer.state.global_step, ckpt_dir)
         sys.exit(EXIT_TERMINATED)
     elapsed = time.perf_counter() - started
-    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # real (non-padding) tokens seen
+    # real (non-padding) tokens seen: TRL's SFT count, the Trainer's own, or TRL's logged num_tokens
+    logged = next((float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0)
+    tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or logged)
     summary = {
         "capability": capability,
-        "method": cap.method,
+        "method": method.name,
         "adapter": cap.adapter,
         "steps": trainer.state.global_step,
         "train_loss": round(float(output.training_loss), 4),
         "final_loss": round(float(next((h["loss"] for h in reversed(trainer.state.log_history)
                                         if "loss" in h), float("nan"))), 4),
-        "train_examples": len(train_rows),
+        "train_examples": len(rows.rows) if method.needs != "examples" else len(train_rows),
         "eval_examples": len(data.eval),
         "runtime_s": round(elapsed, 1),
         "tokens_per_s": round(tokens / elapsed, 1) if elapsed else 0.0,
@@ -300,9 +252,14 @@ def run_capability(
     out = Path(out_dir)
     card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(profile),
             "dropped": {**data.dropped, f"longer than max_length={cap.max_length}": too_long},
-            "data_files": data.files, "versions": _library_versions()}
-    # A chained LoRA is saved merged into its start model: one full model, loadable on its own.
-    final = trainer.model.merge_and_unload() if chained and cap.adapter == "lora" else trainer.model
+            "data_files": data.files, "method_data": {"source": rows.source, "rows": len(rows.rows)},
+            "library": method.library, "versions": _library_versions()}
+    if rows.held_out:  # safety prompts the eval stage scores (never trained on)
+        card["held_out_prompts"] = rows.held_out
+    # A chained or long-context LoRA is saved merged into its start model: one full model whose
+    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
+    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
+    final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
     with atomic_dir(out) as tmp:
         final.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

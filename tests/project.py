@@ -20,7 +20,8 @@ def project_files() -> list[str]:
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, check=True, capture_output=True,
     ).stdout.decode()
-    return sorted({f for f in out.split("\0") if f and (ROOT / f).is_file()})
+    generated = ("reports/", "dvc.lock")  # this checkout's own run outputs (git-versioned, as DVC does)
+    return sorted({f for f in out.split("\0") if f and (ROOT / f).is_file() and not f.startswith(generated)})
 
 
 def copy_project(dest: Path) -> Path:

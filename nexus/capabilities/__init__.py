@@ -37,6 +37,8 @@ class CapabilityModule(Protocol):
         measurements such as ``ttft_s`` are allowed too."""
         ...
 
+    # Optional: ``REWARD_KEYS``, the scores whose mean is the verifiable reward of grpo and ppo
+    # (default: METRIC alone).
     # Optional: ``generate(model, tokenizer, examples, max_new_tokens) -> list[str]`` replaces the
     # shared greedy generation of :func:`nexus.evaluate.generate` (e.g. thinking-budget forcing).
 

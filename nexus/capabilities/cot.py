@@ -22,6 +22,7 @@ from nexus.capabilities._answers import answers_match, extract_answer
 from nexus.capabilities._records import sharegpt_question_and_reply, split_gsm8k
 
 METRIC = "accuracy"
+REWARD_KEYS = ("accuracy", "answer_format")  # grpo / ppo reward: the mean of these shares
 INSTRUCTION = "Solve the problem step by step, then give the final answer on its own line."
 _THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.DOTALL)
 _SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.DOTALL)

@@ -27,6 +27,7 @@ from nexus.capabilities._answers import answer_matches, canonical_answer, last_b
 from nexus.capabilities._records import split_gsm8k
 
 METRIC = "accuracy"
+REWARD_KEYS = ("accuracy", "boxed")  # grpo / ppo reward: the mean of these shares
 INSTRUCTION = "Solve the problem step by step, and put the final answer in \\boxed{}."
 
 

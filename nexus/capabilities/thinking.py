@@ -54,6 +54,7 @@ from nexus.capabilities._records import sharegpt_question_and_reply, split_gsm8k
 from nexus.chat import render_prompt
 
 METRIC = "think_format"
+REWARD_KEYS = ("think_format", "accuracy")  # grpo / ppo reward: the mean of these shares
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 FORCED_CLOSE = f"\n{THINK_CLOSE}\n\n"

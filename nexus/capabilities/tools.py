@@ -52,6 +52,7 @@ from typing import Any
 from nexus.capabilities import Example, SkipRecord
 
 METRIC = "exact_match"
+REWARD_KEYS = ("exact_match", "name_match", "valid_json")  # grpo / ppo reward: the mean of these shares
 
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
 _PY_TYPES = {

@@ -13,7 +13,7 @@ import pytest
 
 from nexus import organize as org
 from nexus.registry import CAPABILITIES
-from nexus.organize import OrganizeError, capabilities_for_kind, format_summary, organize, sort_models
+from nexus.organize import METHOD_KINDS, OrganizeError, capabilities_for_kind, format_summary, organize, sort_models
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = Path("data/samples")  # relative: the catalog keeps paths as given
@@ -63,17 +63,27 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
 
     got = {f.path: (f.format, f.kind) for f in catalog.files}
     assert got == {path: (fmt, kind) for path, (fmt, kind, _) in EXPECTED.items()}
-    for entry in catalog.files:  # routing follows the registry's record kinds
+    text_caps = [c.name for c in CAPABILITIES.values() if c.group == "text"]
+    for entry in catalog.files:  # example files follow the registry's record kinds
+        if entry.kind in METHOD_KINDS:
+            continue
         assert entry.capabilities == [c.name for c in CAPABILITIES.values() if entry.kind in c.record_kinds]
+    method_files = {f.path: f for f in catalog.files if f.kind in METHOD_KINDS}
+    assert method_files[f"{LF}/v1_dpo_demo.jsonl"].capabilities == ["streaming"]  # general chat
+    assert method_files[f"{LF}/kto_en_demo_first100.json"].capabilities == ["streaming"]
+    assert method_files[f"{LF}/c4_demo_first100.jsonl"].capabilities == text_caps
+    harmful = method_files["data/samples/safety_refusal/refusal_direction_splits/harmful_train.json"]
+    assert harmful.capabilities == text_caps and harmful.label == "harmful"
+    assert method_files["data/samples/safety_refusal/refusal_direction_splits/"
+                        "harmless_train_first500.json"].label == "harmless"
+    assert "for dpo, orpo of the general-chat capabilities" in method_files[f"{LF}/v1_dpo_demo.jsonl"].why
     for entry in catalog.files:
         assert entry.status == ("placed" if entry.capabilities else "unplaced")
         assert entry.sha256 == hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
         assert entry.why
     for path, n in RECORDS.items():
         assert next(f.records for f in catalog.files if f.path == path) == n
-    reasons = {f.path: f.why for f in catalog.unplaced}
-    assert reasons[f"{LF}/v1_dpo_demo.jsonl"].startswith(
-        "preference data: used by preference methods (dpo/orpo), not routed to a capability yet")
+    assert not catalog.unplaced
     assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
     assert "skipped 3 media files" in " ".join(catalog.notes)
 
@@ -81,7 +91,7 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     assert written == catalog.to_dict()
     assert set(written) == {"files", "models", "notes"}
     assert set(written["files"][0]) == {"path", "format", "kind", "capabilities", "records", "sha256",
-                                        "status", "why"}
+                                        "status", "why", "label"}
     caps = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert caps == sorted({c for f in catalog.files for c in f.capabilities})
     assert {"cot", "reasoning", "thinking", "tools", "streaming", "vision_qa"} <= set(caps)
@@ -89,6 +99,10 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     assert tools["capability"] == "tools"
     assert {f["path"] for f in tools["files"]} == {p for p, v in EXPECTED.items() if "tools" in v[2]}
     assert set(tools["files"][0]) == {"path", "format", "kind", "records", "sha256"}
+    assert {f["kind"] for f in tools["method_files"]} == {"text", "prompt_only"}  # cpt and safety data
+    streaming = json.loads((out / "streaming" / "manifest.json").read_text(encoding="utf-8"))
+    assert {f["kind"] for f in streaming["method_files"]} == {"text", "prompt_only", "preference",
+                                                              "unpaired_preference"}
     assert sorted(p.name for p in (out / "cot").iterdir()) == ["manifest.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["organized"]  # no temp dir left behind
 
@@ -245,9 +259,8 @@ def test_kind_mapping_follows_the_registry():
 def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
     text = format_summary(organize([SAMPLES], tmp_path / "o"))
     assert text.splitlines()[0].endswith("12 data files into " + (tmp_path / "o").as_posix()
-                                         + ": 7 placed, 5 unplaced")
-    assert "  cot " in text and "unplaced (not used by any capability):" in text
-    assert f"{LF}/v1_dpo_demo.jsonl: preference data" in text
+                                         + ": 12 placed, 0 unplaced")
+    assert "  cot " in text and "unplaced (not used by any capability):" not in text
 
 
 def test_organize_stage(tmp_path):
@@ -263,3 +276,22 @@ def test_organize_stage(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and bad.stderr.startswith("error: nope.yaml: not found")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_method_files_follow_a_capability_folder_and_unlabelled_prompts_stay_unplaced(tmp_path):
+    """A preference file under data/raw/cot/ goes to cot only; prompts without a safety label are
+    listed as unplaced with what to do."""
+    raw = tmp_path / "raw"
+    (raw / "cot").mkdir(parents=True)
+    shutil.copy(ROOT / LF / "v1_dpo_demo.jsonl", raw / "cot" / "pairs.jsonl")
+    prompts = json.loads((ROOT / "data/samples/safety_refusal/refusal_direction_splits/harmful_train.json")
+                         .read_text(encoding="utf-8"))[:3]
+    (raw / "questions.json").write_text(json.dumps(prompts), encoding="utf-8")
+    catalog = organize([raw], tmp_path / "o")
+    by_name = {Path(f.path).name: f for f in catalog.files}
+    assert by_name["pairs.jsonl"].capabilities == ["cot"]
+    assert "of capability cot (its folder is named after it)" in by_name["pairs.jsonl"].why
+    assert by_name["questions.json"].status == "unplaced"
+    assert "name the file *harmful* or *harmless*" in by_name["questions.json"].why
+    manifest = json.loads((tmp_path / "o" / "cot" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["files"] == [] and [f["kind"] for f in manifest["method_files"]] == ["preference"]

@@ -246,3 +246,50 @@ def test_invalid_utf8_and_unsupported_type(tmp_path):
     other.write_bytes(b"PK")
     with pytest.raises(UnsupportedFileError, match=r"unsupported file type '\.xlsx'"):
         peek_records(other, 1)
+
+
+# --- memory stays flat as the file grows ---------------------------------------------------------
+
+
+def _write_derived(path: Path, n: int) -> None:
+    """DERIVED DATA: the real GSM8K sample records repeated with a unique suffix on each question,
+    written as JSONL, as one JSON array or as CSV (by the suffix of ``path``)."""
+    real = [json.loads(line) for line in GSM8K.read_text(encoding="utf-8").splitlines()]
+    rows = ({"question": f"{r['question']} [derived copy {i}]", "answer": r["answer"]}
+            for i, r in ((i, real[i % len(real)]) for i in range(n)))
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if path.suffix == ".jsonl":
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        elif path.suffix == ".json":
+            f.write("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")
+        else:
+            import csv
+
+            writer = csv.DictWriter(f, fieldnames=["question", "answer"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _count_peak(path: Path) -> tuple[int, int]:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        n = count_records(path)
+        return n, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_counting_keeps_memory_flat_as_the_file_grows_tenfold(tmp_path, suffix):
+    small, large = tmp_path / f"small{suffix}", tmp_path / f"large{suffix}"
+    _write_derived(small, 1_000)
+    _write_derived(large, 10_000)
+    count_records(small)  # warm up (csv's field limit, codecs) outside the trace
+    (n_small, peak_small), (n_large, peak_large) = _count_peak(small), _count_peak(large)
+    assert (n_small, n_large) == (1_000, 10_000)
+    assert large.stat().st_size > 9.5 * small.stat().st_size
+    assert peak_large < 1.5 * peak_small, f"peak {peak_small} -> {peak_large} bytes"

@@ -219,7 +219,7 @@ def test_prepare_with_template_tools_support_keeps_tools_and_tool_role(tools_tok
 
 
 def test_arrow_cannot_hold_heterogeneous_schemas_but_json_strings_round_trip():
-    """Why trainer._sft must pass ``tools`` to TRL as JSON text (TRL 1.16 json.loads a str column)."""
+    """Why the sft method must pass ``tools`` to TRL as JSON text (TRL 1.16 json.loads a str column)."""
     from datasets import Dataset
 
     schemas = [e["tools"] for e in formatted(XLAM_JSON, "xlam")[0]]
@@ -235,12 +235,13 @@ def test_arrow_cannot_hold_heterogeneous_schemas_but_json_strings_round_trip():
 
 
 def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[object, dict, dict]:
-    """LoRA SFT steps (batch 1) through nexus.trainer._sft on tool examples: (trainer, before, after)."""
+    """LoRA SFT steps (batch 1) through the sft method's builder on tool examples: (trainer, before, after)."""
     import torch
 
     from nexus.config import BaseParams, CapabilityParams, ControllerParams, OrganizeParams, Params
     from nexus.loading import load_model
-    from nexus.trainer import DeviceProfile, _apply_adapter, _sft, _training_args, drop_long
+    from nexus.methods import METHODS, TrainContext
+    from nexus.trainer import DeviceProfile, _apply_adapter, _training_args, drop_long
 
     cap = CapabilityParams(max_steps=steps, batch_size=1, learning_rate=5e-3, max_length=384)
     params = Params(BaseParams(model=str(model_dir)), OrganizeParams(), ControllerParams(), {})
@@ -251,7 +252,9 @@ def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[obje
     torch.manual_seed(0)
     model = _apply_adapter(load_model(model_dir), cap)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    trainer = _sft(model, tokenizer, rows, _training_args(cap, params, out, profile), [], profile)
+    trainer = METHODS["sft"].build(TrainContext(
+        capability="tools", model=model, tokenizer=tokenizer, cap=cap, params=params,
+        args=_training_args(cap, params, out, profile), callbacks=[], profile=profile, examples=rows))
     trainer.train()
     after = {n: p.detach() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return trainer, before, after

@@ -1,0 +1,177 @@
+"""The rows each training method trains on, read from a capability's manifest.
+
+The organizer lists a capability's own example files under ``files`` and the files its methods may
+use (preference pairs, KTO labels, plain text, safety prompts) under ``method_files`` (see
+:mod:`nexus.organize`). This module turns those records into TRL's dataset rows:
+
+- preference: ``{"prompt": [messages], "chosen": [messages], "rejected": [messages]}``
+- unpaired preference (KTO): ``{"prompt": [messages], "completion": [messages], "label": bool}``
+- text: ``{"text": str}``
+- safety prompts: ``{"prompt": str, "label": "harmful" | "harmless"}``
+
+A method that needs a kind the capability has no file for fails up front with
+:class:`MethodDataError`, naming the manifest and the kinds it needs, except preference methods,
+which build pairs from the capability's own examples (see :mod:`nexus.methods.pairs`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nexus.capabilities import SkipRecord
+from nexus.capabilities import streaming as chat_formats
+from nexus.readers import iter_records
+
+# The organizer's record kinds each method data kind is read from.
+KIND_OF_NEED = {"preference": "preference", "unpaired_preference": "unpaired_preference",
+                "text": "text", "safety_prompts": "prompt_only"}
+QUERY_KEYS = ("instruction", "prompt", "question", "query", "input")
+
+
+class MethodDataError(ValueError):
+    """A method's data is missing or unusable; the message names the file or manifest."""
+
+
+def method_files(organized_dir: str | Path, capability: str, kind: str) -> list[dict[str, Any]]:
+    """The manifest entries of ``kind`` routed to ``capability`` for its methods."""
+    manifest = Path(organized_dir) / capability / "manifest.json"
+    if not manifest.is_file():
+        return []
+    entries = json.loads(manifest.read_text(encoding="utf-8")).get("method_files", [])
+    return [e for e in entries if e.get("kind") == kind]
+
+
+def _split(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """A conversation's prompt (every turn before the last assistant reply) and that reply."""
+    example = chat_formats._example(messages)
+    return example["prompt"], example["completion"]
+
+
+def _reply(value: Any) -> list[dict[str, str]]:
+    """A chosen/rejected value (a string, a ShareGPT turn, or messages) as assistant messages."""
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]
+    if isinstance(value, dict):
+        text = value.get("value", value.get("content"))
+        if isinstance(text, str):
+            return [{"role": "assistant", "content": text}]
+    if isinstance(value, list):
+        return _split(chat_formats._messages(value))[1]
+    raise SkipRecord("chosen/rejected is neither text, a turn, nor messages")
+
+
+def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The prompt of a preference record: a conversation prefix, messages, or query text."""
+    for key in ("conversations", "messages"):
+        turns = record.get(key)
+        if isinstance(turns, list) and turns:
+            if "from" in turns[0]:  # ShareGPT: add a placeholder reply to reuse the parser
+                parsed = chat_formats.format_sharegpt({**record, key: [*turns, {"from": "gpt", "value": "."}]})
+                return parsed["prompt"]
+            return chat_formats._messages(turns)
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):
+        return chat_formats._messages(prompt)
+    for key in QUERY_KEYS:
+        if isinstance(record.get(key), str) and record[key].strip():
+            return [{"role": "user", "content": record[key]}]
+    raise SkipRecord("no prompt: neither a conversation, messages nor a query key")
+
+
+def preference_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One preference record (TRL, LLaMA-Factory/ms-swift, LLaMA-Factory v1) as a TRL pair."""
+    if "chosen_messages" in record:
+        prompt, chosen = _split(chat_formats._messages(record["chosen_messages"]))
+        _, rejected = _split(chat_formats._messages(record["rejected_messages"]))
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    rejected_key = next((k for k in ("rejected", "rejected_response", "rejected_messages") if k in record),
+                        None)
+    if rejected_key is None:
+        raise SkipRecord("no rejected reply")
+    chosen_value = record.get("chosen", record.get("response"))
+    if isinstance(chosen_value, list) and "prompt" not in record and "conversations" not in record:
+        prompt, chosen = _split(chat_formats._messages(chosen_value))  # implicit prompt
+        _, rejected = _split(chat_formats._messages(record[rejected_key]))
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    if isinstance(record.get("conversations"), list) and chosen_value is None:  # ms-swift: reply is the last turn
+        example = chat_formats.format_sharegpt(record)
+        return {"prompt": example["prompt"], "chosen": example["completion"],
+                "rejected": _reply(record[rejected_key])}
+    return {"prompt": _prompt(record), "chosen": _reply(chosen_value), "rejected": _reply(record[rejected_key])}
+
+
+def unpaired_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One KTO record (TRL ``prompt``/``completion``/``label`` or messages + ``label``/``kto_tag``)."""
+    label = record.get("label", record.get("kto_tag"))
+    if not isinstance(label, bool):
+        raise SkipRecord("no boolean label / kto_tag")
+    if "completion" in record:
+        completion = record["completion"]
+        return {"prompt": _prompt(record), "completion": _reply(completion), "label": label}
+    key = "messages" if "messages" in record else "conversations"
+    example = (chat_formats.format_messages if key == "messages" else chat_formats.format_sharegpt)(record)
+    return {"prompt": example["prompt"], "completion": example["completion"], "label": label}
+
+
+def text_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One plain-text record (``text``)."""
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise SkipRecord("no text")
+    return {"text": text}
+
+
+def safety_row(record: dict[str, Any], label: str) -> dict[str, Any]:
+    """One safety prompt (``instruction``/``prompt``/...) with the label its file name gives."""
+    for key in QUERY_KEYS:
+        if isinstance(record.get(key), str) and record[key].strip():
+            return {"prompt": record[key].strip(), "label": label}
+    raise SkipRecord("no prompt text")
+
+
+def _read(entries: list[dict[str, Any]], convert: Callable[[dict[str, Any], dict[str, Any]], dict],
+          dropped: dict[str, int]) -> Iterator[dict[str, Any]]:
+    for entry in entries:
+        for record in iter_records(entry["path"]):
+            try:
+                yield convert(record, entry)
+            except SkipRecord as reason:
+                key = f"{entry['path']}: {reason}"
+                dropped[key] = dropped.get(key, 0) + 1
+
+
+CONVERTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "preference": lambda record, entry: preference_row(record),
+    "unpaired_preference": lambda record, entry: unpaired_row(record),
+    "text": lambda record, entry: text_row(record),
+    "safety_prompts": lambda record, entry: safety_row(record, entry.get("label") or ""),
+}
+
+
+def load_rows(need: str, organized_dir: str | Path, capability: str,
+              dropped: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the method data kind ``need`` for ``capability``, and the files they came from.
+
+    Safety prompts come only from files labelled harmful or harmless by the organizer.
+    """
+    dropped = {} if dropped is None else dropped
+    entries = method_files(organized_dir, capability, KIND_OF_NEED[need])
+    if need == "safety_prompts":
+        entries = [e for e in entries if e.get("label") in ("harmful", "harmless")]
+    rows = list(_read(entries, CONVERTERS[need], dropped))
+    return rows, [e["path"] for e in entries]
+
+
+def missing_data_message(method: str, need: str, capability: str, organized_dir: str | Path) -> str:
+    """The one-line error for a method whose data kind the capability lacks."""
+    kind = KIND_OF_NEED[need]
+    hint = {"text": "plain-text records ({\"text\": ...})",
+            "unpaired_preference": "KTO records (prompt/completion + boolean label)",
+            "safety_prompts": "prompt files named *harmful*.json and *harmless*.json",
+            "preference": "preference pairs (prompt/chosen/rejected)"}[need]
+    return (f"method '{method}' needs {kind} data, and {Path(organized_dir) / capability / 'manifest.json'} "
+            f"lists none for capability '{capability}': drop {hint} into data/raw/{capability}/ and rerun "
+            f"the organize stage")
