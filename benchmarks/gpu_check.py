@@ -19,19 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _examples(n: int) -> list[dict]:
-    from nexus.capabilities import cot
-
-    rows = []
-    with (ROOT / "data/samples/gsm8k/train_first500.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            rows.append(cot.format_gsm8k(json.loads(line)))
-            if len(rows) == n:
-                break
-    return rows
+from samples import ROOT, cot_examples  # benchmarks/samples.py
 
 
 def _random_model_folder(config_dir: Path, out: Path) -> Path:
@@ -109,7 +97,7 @@ def train_adapter(model_dir: Path, adapter: str, steps: int, batch: int, result:
     args.update(save_strategy="no")
     trainer = METHODS["sft"].build(TrainContext(
         capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args, callbacks=[],
-        profile=profile, examples=_examples(steps * batch)))
+        profile=profile, examples=cot_examples(steps * batch)))
     torch.cuda.synchronize()
     started = time.perf_counter()
     trainer.train()

@@ -18,23 +18,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _examples(n: int) -> list[dict]:
-    from nexus.capabilities import cot
-
-    rows = []
-    with (ROOT / "data/samples/gsm8k/train_first500.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            rows.append(cot.format_gsm8k(json.loads(line)))
-            if len(rows) == n:
-                break
-    return rows
+from samples import ROOT, cot_examples  # benchmarks/samples.py
 
 
 def run(model_path: str, steps: int, prompts: int, generations: int, max_new_tokens: int,
@@ -73,7 +60,7 @@ def run(model_path: str, steps: int, prompts: int, generations: int, max_new_tok
 
     trainer = METHODS["grpo"].build(TrainContext(
         capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
-        callbacks=[Printer()], profile=profile, examples=_examples(steps * prompts),
+        callbacks=[Printer()], profile=profile, examples=cot_examples(steps * prompts),
         reward=reward_of("cot")))
     trainer.train()
     return seen

@@ -21,21 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "data" / "samples" / "gsm8k" / "train_first500.jsonl"
+from samples import ROOT, cot_examples  # benchmarks/samples.py
 
 
 def _rows(n: int) -> list[dict]:
-    from nexus.capabilities import cot
-
-    rows = []
-    with SAMPLES.open(encoding="utf-8") as f:
-        for line in f:
-            example = cot.format_gsm8k(json.loads(line))
-            rows.append({"prompt": example["prompt"], "completion": example["completion"]})
-            if len(rows) == n:
-                break
-    return rows
+    return [{"prompt": e["prompt"], "completion": e["completion"]} for e in cot_examples(n)]
 
 
 def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_length: int) -> dict:

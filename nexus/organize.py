@@ -327,7 +327,18 @@ def _manifest(name: str, files: list[FileEntry]) -> dict[str, Any]:
         "capability": name,
         "files": [entry(f) for f in files if f.kind not in METHOD_KINDS],
         "method_files": [entry(f) for f in files if f.kind in METHOD_KINDS],
+        "preference_pairs": preference_source(files),
     }
+
+
+PAIRS_BUILT = ("built at training time from this capability's own examples: the reference answer "
+               "chosen, the base model's own wrong answer rejected")
+
+
+def preference_source(files: list[FileEntry]) -> str:
+    """Where dpo / orpo / kto get their pairs for a capability with these files."""
+    paired = [f.path for f in files if f.kind in ("preference", "unpaired_preference")]
+    return f"files: {', '.join(paired)}" if paired else PAIRS_BUILT
 
 
 def _under(path: Path, folder: Path) -> Path | None:
@@ -396,6 +407,9 @@ def organize(
             f"skipped {skipped['documentation']} documentation files (README, LICENSE, SOURCE.md)"
         )
     catalog.models = sort_models(model_dirs, catalog.notes)
+    for name, files in catalog.by_capability().items():
+        if CAPABILITIES[name].implemented and preference_source(files) == PAIRS_BUILT:
+            catalog.notes.append(f"{name}: no preference file; dpo/orpo/kto pairs are {PAIRS_BUILT}")
 
     relocations = _plan_relocations(catalog, out, Path(raw_dir), move)
     _write_atomically(catalog, out, relocations)

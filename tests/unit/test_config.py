@@ -2,7 +2,7 @@
 
 import pytest
 
-from nexus.config import QUICK_STEPS, ParamsError, capability_params, load_params, parse_params
+from nexus.config import QUICK_STEPS, ParamsError, capability_params, load_params, parse_params, with_overrides
 from tests.project import ROOT
 
 
@@ -45,3 +45,22 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("base: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_stage_flags_override_one_capability_and_are_validated():
+    params = load_params(ROOT / "params.yaml")
+    quick = with_overrides(params, "cot", quick=True, long_context=None)
+    assert capability_params(quick, "cot").max_steps == QUICK_STEPS
+    assert capability_params(quick, "reasoning") == capability_params(params, "reasoning")
+    assert with_overrides(params, "cot", long_context=2048).capabilities["cot"].long_context == 2048
+    with pytest.raises(ParamsError, match="capabilities.cot.long_context"):
+        with_overrides(params, "cot", long_context=-1)
+
+
+def test_unknown_method_and_adapter_name_the_valid_ones():
+    raw = {"capabilities": {"cot": {"method": "ppo2", "adapter": "qlora4"}}}
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert "capabilities.cot.method: 'ppo2' is not a training method; choose one of: sft, cpt" in str(err.value)
+    assert "capabilities.cot.adapter: 'qlora4' is not one of lora, qlora, full" in str(err.value)
+    assert parse_params({"capabilities": {"cot": {"method": "anti_refusal"}}})  # alias accepted

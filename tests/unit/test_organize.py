@@ -84,6 +84,9 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     for path, n in RECORDS.items():
         assert next(f.records for f in catalog.files if f.path == path) == n
     assert not catalog.unplaced
+    assert any(n.startswith("cot: no preference file; dpo/orpo/kto pairs are built at training time")
+               for n in catalog.notes)
+    assert not any(n.startswith("streaming: no preference file") for n in catalog.notes)
     assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
     assert "skipped 3 media files" in " ".join(catalog.notes)
 
@@ -295,3 +298,4 @@ def test_method_files_follow_a_capability_folder_and_unlabelled_prompts_stay_unp
     assert "name the file *harmful* or *harmless*" in by_name["questions.json"].why
     manifest = json.loads((tmp_path / "o" / "cot" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["files"] == [] and [f["kind"] for f in manifest["method_files"]] == ["preference"]
+    assert manifest["preference_pairs"] == f"files: {raw / 'cot' / 'pairs.jsonl'}".replace("\\", "/")
