@@ -62,6 +62,7 @@ def test_streaming_split_sizes_disjoint_deterministic_and_logged(tmp_path, caplo
     data = organized(tmp_path, derived_gsm8k(tmp_path / "derived.jsonl", 1200))
     with caplog.at_level(logging.INFO, logger="nexus.examples"):
         first = load_examples("cot", data, eval_size=25, sample_size=100, seed=3, stream_threshold_mb=0.1)
+    streaming_lines = [r.getMessage() for r in caplog.records if "streaming mode" in r.getMessage()]
     again = load_examples("cot", data, eval_size=25, sample_size=100, seed=3, stream_threshold_mb=0.1)
     assert len(first.eval) == 25 and len(first.train) == 100
     assert first.kept == 1200 and not first.dropped
@@ -69,7 +70,6 @@ def test_streaming_split_sizes_disjoint_deterministic_and_logged(tmp_path, caplo
     assert len({key(e) for e in first.eval + first.train}) == 125
     assert (first.train, first.eval, first.fingerprint) == (again.train, again.eval, again.fingerprint)
     assert first.files == [str(tmp_path / "derived.jsonl")]
-    streaming_lines = [r.getMessage() for r in caplog.records if "streaming mode" in r.getMessage()]
     assert len(streaming_lines) == 1
     size_mb = (tmp_path / "derived.jsonl").stat().st_size / (1 << 20)
     assert f"derived.jsonl is {size_mb:.1f} MB, above stream_threshold_mb=0.1" in streaming_lines[0]
