@@ -164,8 +164,11 @@ class Relay:
                         os.tcsetpgrp(0, os.getpgrp())
                     except OSError:
                         pass
-                for signum in (signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ):
-                    signal.signal(signum, signal.SIG_DFL)  # Python ignores the last two: undo
+                # Python ignores SIGPIPE and SIGXFSZ, and a relay started in the background inherits
+                # SIGINT/SIGQUIT ignored (a shell's `cmd &`): the command gets them all back
+                for signum in (signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT,
+                               signal.SIGHUP):
+                    signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, ())
                 os.execvp(self.command[0], self.command)
             except OSError as exc:
