@@ -12,6 +12,7 @@
     nexus report                     # the scorecard (reports/scorecard/)
     nexus scores --caps cot          # base vs trained held-out scores
     nexus benchmark --model models/base [--tasks gsm8k,mmlu --limit 20]   # docs/benchmarks.md
+    nexus compare --cap cot --methods sft,dpo,orpo   # method bake-off (docs/methods.md)
     nexus set-params --caps cot --method sft --epochs 2
 
 Errors print one line (``error: ...``) and exit 1; usage errors exit 2.
