@@ -72,5 +72,7 @@ def build_cpt(ctx: TrainContext) -> Any:
 
 def build_safety(ctx: TrainContext) -> Any:
     """SFT on refusal examples (harmful -> refusal, harmless -> the base model's own help) mixed
-    with the capability's own examples, so the capability is kept while refusals are learned."""
-    return _trainer(ctx, chat_dataset(ctx.rows + ctx.examples, ctx.tokenizer), completion_only_loss=True)
+    one to one with the capability's own examples, so the capability is kept while refusals are
+    learned (a larger share of the capability's examples would dilute the refusals away)."""
+    mixed = ctx.rows + ctx.examples[:len(ctx.rows)]
+    return _trainer(ctx, chat_dataset(mixed, ctx.tokenizer), completion_only_loss=True)
