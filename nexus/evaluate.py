@@ -69,27 +69,32 @@ def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
 
 
 def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
-                cap: CapabilityParams) -> tuple[dict[str, float], list[str]]:
-    """Load ``model_path`` (base folder, GGUF or adapter folder) and score it on ``examples``."""
+                cap: CapabilityParams, refusal_prompts: list[dict[str, Any]] | None = None,
+                ) -> tuple[dict[str, float], list[str]]:
+    """Load ``model_path`` (base folder, GGUF or adapter folder) once and score it on ``examples``;
+    with ``refusal_prompts`` (safety methods) also its refusal and false-refusal rates."""
     from nexus.loading import load_model, load_tokenizer
 
-    return score_examples(load_model(model_path), load_tokenizer(model_path), capability, examples, cap)
+    model, tokenizer = load_model(model_path), load_tokenizer(model_path)
+    scores, generated = score_examples(model, tokenizer, capability, examples, cap)
+    if refusal_prompts:
+        from nexus.methods.safety import refusal_metrics
+
+        scores.update(refusal_metrics(model, tokenizer, refusal_prompts, cap.max_new_tokens)[0])
+    return scores, generated
 
 
-def _refusal_scores(params: Params, cap: CapabilityParams, capability: str, model_dir: str | Path,
-                    organized_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Safety methods: refusal rate (harmful) and false-refusal rate (harmless), base and trained,
-    on the held-out prompts the train stage never used (same seeded split)."""
-    from nexus.loading import load_model, load_tokenizer
+def held_out_refusal_prompts(params: Params, cap: CapabilityParams, capability: str,
+                             organized_dir: str | Path) -> list[dict[str, Any]] | None:
+    """For safety methods, the harmful and harmless prompts the train stage held out (same seeded
+    split); None for every other method."""
+    if methods.resolve(cap.method).needs != "safety_prompts":
+        return None
     from nexus.methods.data import load_rows
-    from nexus.methods.safety import refusal_metrics, split_prompts
+    from nexus.methods.safety import split_prompts
 
     rows, _ = load_rows("safety_prompts", organized_dir, capability)
-    held, _ = split_prompts(rows, cap.eval_size, params.base.seed)
-    for which, path in (("base", params.base.model), ("trained", model_dir)):
-        scores, _ = refusal_metrics(load_model(path), load_tokenizer(path), held, cap.max_new_tokens)
-        metrics[which].update(scores)
-    return {"n_safety": len(held)}
+    return split_prompts(rows, cap.eval_size, params.base.seed)[0]
 
 
 def run_eval(capability: str, params: Params, model_dir: str | Path,
@@ -106,11 +111,12 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     cap = capability_params(params, capability)
     data = capability_examples(capability, params, organized_dir)
     started = time.perf_counter()
-    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap)
-    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap)
-    metrics = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
-    if methods.resolve(cap.method).needs == "safety_prompts":
-        metrics.update(_refusal_scores(params, cap, capability, model_dir, organized_dir, metrics))
+    held = held_out_refusal_prompts(params, cap, capability, organized_dir)
+    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap, held)
+    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap, held)
+    metrics: dict[str, Any] = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
+    if held is not None:
+        metrics["n_safety"] = len(held)
     report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
     report.mkdir(parents=True, exist_ok=True)
     write_json_atomic(metrics, report / "metrics.json")

@@ -55,7 +55,7 @@ def _history(record: dict[str, Any]) -> list[dict[str, str]]:
     return turns
 
 
-def _example(messages: list[dict[str, str]]) -> Example:
+def split_conversation(messages: list[dict[str, str]]) -> Example:
     """Split a conversation at its last assistant turn: earlier turns prompt, that turn completes."""
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None or not messages[last]["content"].strip():
@@ -74,7 +74,7 @@ def format_alpaca(record: dict[str, Any]) -> Example:
         raise SkipRecord("no instruction text, or no output text")
     extra = record.get("input")
     query = f"{instruction}\n{extra}" if isinstance(extra, str) and extra.strip() else instruction
-    return _example([*_system(record), *_history(record), {"role": "user", "content": query},
+    return split_conversation([*_system(record), *_history(record), {"role": "user", "content": query},
                      {"role": "assistant", "content": output}])
 
 
@@ -101,10 +101,15 @@ def format_sharegpt(record: dict[str, Any]) -> Example:
                 messages.append({"role": "assistant", "content": reply})
         else:
             raise SkipRecord("a turn has neither from/value nor human/assistant keys")
-    return _example(messages)
+    return split_conversation(messages)
 
 
-def _messages(turns: Any) -> list[dict[str, str]]:
+def text_messages(turns: Any) -> list[dict[str, str]]:
+    """OpenAI-style ``role``/``content`` turns (text parts allowed) as plain text messages.
+
+    Raises:
+        SkipRecord: tool turns, unknown roles, or non-text content.
+    """
     if not isinstance(turns, list):
         raise SkipRecord("messages is not a list")
     messages: list[dict[str, str]] = []
@@ -128,22 +133,22 @@ def format_messages(record: dict[str, Any]) -> Example:
     key = next((k for k in CONVERSATION_KEYS if k in record), None)
     if key is None:
         raise SkipRecord("no messages list")
-    messages = _messages(record[key])
+    messages = text_messages(record[key])
     if not any(m["role"] == "system" for m in messages):
         messages = _system(record) + messages
-    return _example(messages)
+    return split_conversation(messages)
 
 
 def format_prompt_completion(record: dict[str, Any]) -> Example:
     """TRL ``prompt``/``completion``: strings (standard) or message lists (conversational)."""
     prompt, completion = record.get("prompt"), record.get("completion")
-    turns = _messages(prompt) if isinstance(prompt, list) else None
+    turns = text_messages(prompt) if isinstance(prompt, list) else None
     if turns is None:
         if not isinstance(prompt, str):
             raise SkipRecord("prompt is neither text nor a message list")
         turns = [{"role": "user", "content": prompt}]
     if isinstance(completion, list):
-        replies = _messages(completion)
+        replies = text_messages(completion)
         if len(replies) != 1 or replies[0]["role"] != "assistant":
             raise SkipRecord("conversational completion is not exactly one assistant message")
         turns = turns + replies
@@ -151,7 +156,7 @@ def format_prompt_completion(record: dict[str, Any]) -> Example:
         turns = turns + [{"role": "assistant", "content": completion}]
     else:
         raise SkipRecord("completion is neither text nor a message list")
-    return _example(turns)
+    return split_conversation(turns)
 
 
 def format_query_response(record: dict[str, Any]) -> Example:
@@ -165,7 +170,7 @@ def format_query_response(record: dict[str, Any]) -> Example:
         response = response[0]
     if not isinstance(query, str) or not query.strip() or not isinstance(response, str):
         raise SkipRecord(f"'{query_key}' or '{response_key}' is not text")
-    return _example([*_system(record), *_history(record), {"role": "user", "content": query},
+    return split_conversation([*_system(record), *_history(record), {"role": "user", "content": query},
                      {"role": "assistant", "content": response}])
 
 

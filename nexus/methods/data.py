@@ -46,7 +46,7 @@ def method_files(organized_dir: str | Path, capability: str, kind: str) -> list[
 
 def _split(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """A conversation's prompt (every turn before the last assistant reply) and that reply."""
-    example = chat_formats._example(messages)
+    example = chat_formats.split_conversation(messages)
     return example["prompt"], example["completion"]
 
 
@@ -59,7 +59,7 @@ def _reply(value: Any) -> list[dict[str, str]]:
         if isinstance(text, str):
             return [{"role": "assistant", "content": text}]
     if isinstance(value, list):
-        return _split(chat_formats._messages(value))[1]
+        return _split(chat_formats.text_messages(value))[1]
     raise SkipRecord("chosen/rejected is neither text, a turn, nor messages")
 
 
@@ -71,10 +71,10 @@ def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
             if "from" in turns[0]:  # ShareGPT: add a placeholder reply to reuse the parser
                 parsed = chat_formats.format_sharegpt({**record, key: [*turns, {"from": "gpt", "value": "."}]})
                 return parsed["prompt"]
-            return chat_formats._messages(turns)
+            return chat_formats.text_messages(turns)
     prompt = record.get("prompt")
     if isinstance(prompt, list):
-        return chat_formats._messages(prompt)
+        return chat_formats.text_messages(prompt)
     for key in QUERY_KEYS:
         if isinstance(record.get(key), str) and record[key].strip():
             return [{"role": "user", "content": record[key]}]
@@ -84,8 +84,8 @@ def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
 def preference_row(record: dict[str, Any]) -> dict[str, Any]:
     """One preference record (TRL, LLaMA-Factory/ms-swift, LLaMA-Factory v1) as a TRL pair."""
     if "chosen_messages" in record:
-        prompt, chosen = _split(chat_formats._messages(record["chosen_messages"]))
-        _, rejected = _split(chat_formats._messages(record["rejected_messages"]))
+        prompt, chosen = _split(chat_formats.text_messages(record["chosen_messages"]))
+        _, rejected = _split(chat_formats.text_messages(record["rejected_messages"]))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     rejected_key = next((k for k in ("rejected", "rejected_response", "rejected_messages") if k in record),
                         None)
@@ -93,8 +93,8 @@ def preference_row(record: dict[str, Any]) -> dict[str, Any]:
         raise SkipRecord("no rejected reply")
     chosen_value = record.get("chosen", record.get("response"))
     if isinstance(chosen_value, list) and "prompt" not in record and "conversations" not in record:
-        prompt, chosen = _split(chat_formats._messages(chosen_value))  # implicit prompt
-        _, rejected = _split(chat_formats._messages(record[rejected_key]))
+        prompt, chosen = _split(chat_formats.text_messages(chosen_value))  # implicit prompt
+        _, rejected = _split(chat_formats.text_messages(record[rejected_key]))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     if isinstance(record.get("conversations"), list) and chosen_value is None:  # ms-swift: reply is the last turn
         example = chat_formats.format_sharegpt(record)
