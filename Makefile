@@ -1,6 +1,6 @@
 # Nexus: user verbs. Thin: validates CAPS, writes Make options into params.yaml, calls dvc / pytest / docker.
 #   make train CAPS=cot,tools [METHOD=sft SAMPLE_SIZE=200 EPOCHS=1 BATCH_SIZE=2 QUICK=1 DRY_RUN=1]
-#   (the groups CAPS=all-text / CAPS=all also merge the adapters and write the scorecard: stage report)
+#   (a group, CAPS=all-text / all-multimodal / all, also merges the adapters and writes the scorecard)
 #   make plan CAPS=all-text     make test     make docker-train CAPS=cot
 #   make compare CAP=cot METHODS=sft,dpo,orpo     make benchmark MODEL=models/base
 # The first use creates the project virtualenv ($(VENV)) and installs everything into it.
@@ -59,11 +59,11 @@ else
 	  $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(QUICK),--quick $(QUICK))
 	@caps=$$(PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAPS)" 2>/dev/null); \
 	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' $$c $$c; done); \
-	  case ",$(CAPS)," in *,all-text,*|*,all,*) stages="$$stages report";; esac; \
+	  if PYTHONPATH=. $(PYTHON3) -m nexus.registry --is-group "$(CAPS)"; then stages="$$stages report"; fi; \
 	  echo "dvc repro $$stages"; $(BIN)/dvc repro $$stages
 	@$(BIN)/nexus scores --caps "$(CAPS)"
-	@case ",$(CAPS)," in *,all-text,*|*,all,*) cat reports/scorecard/scorecard.md; \
-	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png";; esac
+	@if PYTHONPATH=. $(PYTHON3) -m nexus.registry --is-group "$(CAPS)"; then cat reports/scorecard/scorecard.md; \
+	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png"; fi
 endif
 
 plan: check-caps install
@@ -85,17 +85,17 @@ test-full: install
 	$(BIN)/pytest -F $(PYTEST_ARGS)
 
 # Method bake-off (docs/methods.md): one `dvc exp run` per method, then base vs trained per method
-#   make compare CAP=cot METHODS=sft,dpo,orpo
+#   make compare CAP=cot METHODS=sft,dpo,orpo [QUICK=1]
 compare: install
 	@test -n "$(CAP)" -a -n "$(METHODS)" || { echo "usage: make compare CAP=cot METHODS=sft,dpo,orpo" >&2; exit 2; }
 	@PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAP)" >/dev/null
-	@$(BIN)/nexus compare --cap "$(CAP)" --methods "$(METHODS)"
+	@$(BIN)/nexus compare --cap "$(CAP)" --methods "$(METHODS)" $(if $(filter 1,$(QUICK)),--quick)
 
 # GSM8K / MMLU on any model folder, .gguf or adapter (docs/benchmarks.md); reports/benchmarks/<task>.json
-#   make benchmark MODEL=models/base [TASKS=gsm8k,mmlu LIMIT=20 BACKEND=lm-eval]
+#   make benchmark MODEL=models/base [TASKS=gsm8k,mmlu LIMIT=20 BACKEND=lm-eval QUICK=1 (LIMIT=5)]
 benchmark: install
 	@$(BIN)/nexus benchmark --model "$(or $(MODEL),models/base)" $(if $(TASKS),--tasks "$(TASKS)") \
-	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(BACKEND),--backend $(BACKEND))
+	  $(if $(LIMIT),--limit $(LIMIT),$(if $(filter 1,$(QUICK)),--limit 5)) $(if $(BACKEND),--backend $(BACKEND))
 
 # ---- CUDA image (docker/README.md) ----
 # Empty: the Dockerfile's defaults (cu128 index, torch 2.13.0).

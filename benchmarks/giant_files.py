@@ -86,7 +86,7 @@ def child(task: str, path: Path, work: Path, threshold_mb: float, eval_size: int
     import logging
 
     logging.basicConfig(level=logging.INFO, format="    %(name)s: %(message)s", stream=sys.stderr)
-    from nexus.examples import load_examples  # noqa: F401  imports before the clock starts
+    from nexus.examples import load_examples
     from nexus.organize import organize
 
     started = time.perf_counter()
@@ -132,7 +132,7 @@ def cat_seconds(path: Path) -> float:
 # --- parent --------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes-mb", default="100,500,1000,2000",
                         help="comma-separated file sizes in MiB (default: %(default)s)")
@@ -147,51 +147,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.child:
-        result = child(args.child, Path(args.file), Path(args.work), args.threshold_mb,
-                       args.eval_size, args.sample_size)
-        print(json.dumps(result))
-        return 0
 
-    sizes = [int(s) for s in args.sizes_mb.split(",") if s.strip()]
-    root = Path(args.dir)
-    root.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(root).free / MB
-    if sum(sizes) > 0.9 * free:
-        raise SystemExit(f"{sum(sizes)} MiB of files do not fit the {free:.0f} MiB free under "
-                         f"{root}; pass smaller --sizes-mb or another --dir")
-    print("DERIVED DATA: real GSM8K sample records repeated with a ' [derived copy N]' suffix on "
-          "each question.", flush=True)
-    rows = []
-    for size in sizes:
-        folder = root / f"{size}mb"
-        data_dir, work = folder / "data", folder / "work"
-        path = data_dir / FILE_NAME
-        started = time.perf_counter()
-        records = generate(path, size)
-        actual_mb = path.stat().st_size / MB
-        print(f"{size} MiB: {records} records, {actual_mb:.0f} MiB written in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-        baseline = run_child("baseline", path, work, args)
-        cat_s = cat_seconds(path)
-        org = run_child("organize", path, work, args)
-        print(f"  organize: {org['seconds']:.1f} s, peak RSS {org['peak_rss_mb']:.0f} MB", flush=True)
-        if org["records"] != records:
-            raise SystemExit(f"the organizer counted {org['records']} records in {path}, not {records}")
-        loads = [("default", run_child("load", path, work, args))]
-        if args.also_stream:
-            loads.append(("stream", run_child("load", path, work, args, threshold_mb=0)))
-        for label, load in loads:
-            print(f"  load ({label}): {load['seconds']:.1f} s, peak RSS {load['peak_rss_mb']:.0f} MB, "
-                  f"{load['train']} train + {load['eval']} eval of {load['kept']} kept", flush=True)
-        mode = "stream" if actual_mb > args.threshold_mb else "in memory"
-        rows.append((size, records, baseline, org, mode, loads, actual_mb / cat_s, actual_mb))
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
+def _measure_size(size: int, root: Path, args: argparse.Namespace) -> tuple:
+    """Write one file of ``size`` MiB and measure the organizer and the loader on it."""
+    folder = root / f"{size}mb"
+    data_dir, work = folder / "data", folder / "work"
+    path = data_dir / FILE_NAME
+    started = time.perf_counter()
+    records = generate(path, size)
+    actual_mb = path.stat().st_size / MB
+    print(f"{size} MiB: {records} records, {actual_mb:.0f} MiB written in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    baseline = run_child("baseline", path, work, args)
+    cat_s = cat_seconds(path)
+    org = run_child("organize", path, work, args)
+    print(f"  organize: {org['seconds']:.1f} s, peak RSS {org['peak_rss_mb']:.0f} MB", flush=True)
+    if org["records"] != records:
+        raise SystemExit(f"the organizer counted {org['records']} records in {path}, not {records}")
+    loads = [("default", run_child("load", path, work, args))]
+    if args.also_stream:
+        loads.append(("stream", run_child("load", path, work, args, threshold_mb=0)))
+    for label, load in loads:
+        print(f"  load ({label}): {load['seconds']:.1f} s, peak RSS {load['peak_rss_mb']:.0f} MB, "
+              f"{load['train']} train + {load['eval']} eval of {load['kept']} kept", flush=True)
+    mode = "stream" if actual_mb > args.threshold_mb else "in memory"
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return size, records, baseline, org, mode, loads, actual_mb / cat_s, actual_mb
 
-    print()
+
+def _print_table(rows: list[tuple], args: argparse.Namespace) -> None:
     header = ["size MiB", "records", "python floor RSS MB", "organizer peak RSS MB",
               "organizer MB/s", f"loader (threshold {args.threshold_mb:g}) path",
               "loader peak RSS MB", "loader MB/s"]
@@ -207,6 +194,27 @@ def main(argv: list[str] | None = None) -> int:
             cells += [f"{load['peak_rss_mb']:.0f}", f"{actual_mb / load['seconds']:.1f}"]
         cells.append(f"{cat_mbs:.0f}")
         print("| " + " | ".join(cells) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.child:
+        result = child(args.child, Path(args.file), Path(args.work), args.threshold_mb,
+                       args.eval_size, args.sample_size)
+        print(json.dumps(result))
+        return 0
+    sizes = [int(s) for s in args.sizes_mb.split(",") if s.strip()]
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free / MB
+    if sum(sizes) > 0.9 * free:
+        raise SystemExit(f"{sum(sizes)} MiB of files do not fit the {free:.0f} MiB free under "
+                         f"{root}; pass smaller --sizes-mb or another --dir")
+    print("DERIVED DATA: real GSM8K sample records repeated with a ' [derived copy N]' suffix on "
+          "each question.", flush=True)
+    rows = [_measure_size(size, root, args) for size in sizes]
+    print()
+    _print_table(rows, args)
     if not args.keep:
         try:
             root.rmdir()  # only if the size folders were all it held

@@ -79,11 +79,10 @@ def train_adapter(model_dir: Path, adapter: str, steps: int, batch: int, result:
     """Train ``steps`` SFT steps with ``adapter`` on CUDA; record tokens/s, peak memory, losses."""
     import torch
 
-    from nexus.config import load_params
     from nexus.device import DeviceProfile
     from nexus.loading import load_tokenizer
-    from nexus.methods import METHODS, TrainContext
-    from nexus.trainer import _apply_adapter, _load_start_model, _training_args, trainable_summary
+    from nexus.methods import METHODS, TrainContext, load_params
+    from nexus.trainer import apply_adapter, load_start_model, trainable_summary, training_arguments
 
     params = load_params(ROOT / "params.yaml")
     cap = dataclasses.replace(params.capabilities["cot"], adapter=adapter, max_steps=steps, batch_size=batch,
@@ -91,9 +90,9 @@ def train_adapter(model_dir: Path, adapter: str, steps: int, batch: int, result:
     profile = DeviceProfile.detect()
     torch.cuda.reset_peak_memory_stats()
     tokenizer = load_tokenizer(model_dir)
-    model = _apply_adapter(_load_start_model(cap, profile), cap)
+    model = apply_adapter(load_start_model(cap, profile), cap)
     four_bit = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
-    args = _training_args(cap, params, Path(f"/tmp/gpu-check-{adapter}"), profile)
+    args = training_arguments(cap, params, Path(f"/tmp/gpu-check-{adapter}"), profile)
     args.update(save_strategy="no")
     trainer = METHODS["sft"].build(TrainContext(
         capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args, callbacks=[],

@@ -30,22 +30,22 @@ def run(model_path: str, steps: int, prompts: int, generations: int, max_new_tok
     import torch
     from transformers import TrainerCallback
 
-    from nexus.config import load_params
     from nexus.device import DeviceProfile
     from nexus.loading import load_model, load_tokenizer
-    from nexus.methods import METHODS, TrainContext
+    from nexus.methods import METHODS, TrainContext, load_params
+    from nexus.methods.grpo import GRPOSettings
     from nexus.methods.rewards import reward_of
-    from nexus.trainer import _apply_adapter, _training_args
+    from nexus.trainer import apply_adapter, training_arguments
 
     params = load_params(ROOT / "params.yaml")
-    cap = dataclasses.replace(params.capabilities["cot"], max_steps=steps, batch_size=prompts,
-                              num_generations=generations, max_new_tokens=max_new_tokens,
-                              learning_rate=learning_rate, beta=0.0)
+    cap = dataclasses.replace(params.capabilities["cot"], method="grpo", max_steps=steps, batch_size=prompts,
+                              max_new_tokens=max_new_tokens, learning_rate=learning_rate,
+                              method_settings=GRPOSettings(num_generations=generations, beta=0.0))
     profile = DeviceProfile.detect()
     torch.manual_seed(params.base.seed)
     tokenizer = load_tokenizer(model_path)
-    model = _apply_adapter(load_model(model_path).to(profile.device), cap)
-    args = _training_args(cap, params, out, profile)
+    model = apply_adapter(load_model(model_path).to(profile.device), cap)
+    args = training_arguments(cap, params, out, profile)
     args.update(save_strategy="no", warmup_steps=0, lr_scheduler_type="constant")
     seen: list[dict] = []
 

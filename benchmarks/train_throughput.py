@@ -4,7 +4,8 @@ Same model, same data (GSM8K sample rows formatted by the cot capability), same 
 max length; prints real (non-padding) tokens/s and the final loss side by side, plus the time of
 `nexus plan`. Variants: `trl-defaults` (TRL's SFTConfig defaults: bf16 autocast, gradient
 checkpointing, fused LM head), `trl-fp32` (the same without bf16 and checkpointing, to compare
-losses like for like) and `nexus` (the shared trainer's path, see nexus/trainer.py). Run on demand (not part of the test suite):
+losses like for like) and `nexus` (the shared trainer's path, see nexus/trainer.py).
+Run on demand (not part of the test suite):
 
     python benchmarks/train_throughput.py                 # embedded SmolLM2 (models/base), 20 steps
     python benchmarks/train_throughput.py --model PATH --steps 40 --batch-size 2
@@ -38,8 +39,9 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
     from trl import SFTConfig, SFTTrainer
 
     from nexus import trainer as nexus_trainer
-    from nexus.config import CapabilityParams, parse_params
+    from nexus.config import CapabilityParams
     from nexus.loading import load_model, load_tokenizer
+    from nexus.methods import METHODS, TrainContext, parse_params
 
     torch.manual_seed(0)
     rows = _rows(steps * batch_size)
@@ -68,11 +70,9 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
         params = parse_params({"base": {"model": model_path, "seed": 0}, "controller":
                                {"checkpoint_every_steps": 10**9}})
         profile = nexus_trainer.DeviceProfile.detect()
-        args = nexus_trainer._training_args(cap, params, Path(out), profile)
+        args = nexus_trainer.training_arguments(cap, params, Path(out), profile)
         args.update(save_strategy="no")
-        model = nexus_trainer._apply_adapter(load_model(model_path), cap)
-        from nexus.methods import METHODS, TrainContext
-
+        model = nexus_trainer.apply_adapter(load_model(model_path), cap)
         trainer = METHODS["sft"].build(TrainContext(
             capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
             callbacks=[], profile=profile, examples=rows))

@@ -24,9 +24,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from nexus import registry
 from nexus.config import PARAMS_FILE
+
+SERVING_VERBS = {  # their arguments are defined once, in nexus/serving/cli.py
+    "chat": "chat in the terminal; tokens stream as they are generated",
+    "serve": "serve an OpenAI-compatible /v1/chat/completions on localhost",
+}
 
 
 def _caps_arg(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +48,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_organize(args: argparse.Namespace) -> int:
-    from nexus.config import load_params
+    from nexus.methods import load_params
     from nexus.organize import format_summary, organize
 
     params = load_params(args.params)
@@ -64,7 +70,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     model = args.model
     if model is None:
-        from nexus.config import load_params
+        from nexus.methods import load_params
 
         model = load_params(args.params).base.model
     report = write_report(model, args.out) if args.out else detect_modalities(model)
@@ -81,18 +87,43 @@ def _cmd_prepare_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from nexus import logs, paths
+    from nexus.config import with_overrides
+    from nexus.methods import load_params
+    from nexus.prepare import run_prepare
+
+    name = registry.normalize(args.capability)
+    registry.resolve(name)
+    logs.setup(f"prepare_{name}")
+    params = with_overrides(load_params(args.params), name, quick=args.quick or None,
+                            long_context=args.long_context)
+    run_prepare(name, params, organized_dir=args.data, out_dir=args.out or paths.prepared_dir(name))
+    return 0
+
+
+def _stage_params(args: argparse.Namespace, name: str):
+    """params.yaml with the run's own --quick / --long-context; refused with --prepared, whose
+    settings.json already holds what the prepare stage resolved."""
+    from nexus.config import with_overrides
+    from nexus.methods import load_params
+
+    if args.prepared and (args.quick or args.long_context):
+        raise ValueError("--quick and --long-context belong to the prepare stage: pass them to "
+                         "`nexus prepare`, or leave out --prepared")
+    return with_overrides(load_params(args.params), name, quick=args.quick or None,
+                          long_context=args.long_context)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from nexus import logs, paths
-    from nexus.config import load_params, with_overrides
     from nexus.trainer import run_capability
 
     name = registry.normalize(args.capability)
     registry.resolve(name)
     logs.setup(f"train_{name}")
-    params = with_overrides(load_params(args.params), name, quick=args.quick or None,
-                            long_context=args.long_context)
-    run_capability(name, params, paths.output_dir(name, args.out), organized_dir=args.data,
-                   modality_file=args.modality)
+    run_capability(name, _stage_params(args, name), paths.output_dir(name, args.out), organized_dir=args.data,
+                   modality_file=args.modality, prepared_dir=args.prepared)
     return 0
 
 
@@ -100,14 +131,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from nexus import logs, paths
-    from nexus.config import load_params
     from nexus.evaluate import run_eval
 
     name = registry.normalize(args.capability)
     registry.resolve(name)
     logs.setup(f"eval_{name}")
-    metrics = run_eval(name, load_params(args.params), args.model or paths.output_dir(name),
-                       organized_dir=args.data)
+    metrics = run_eval(name, _stage_params(args, name), args.model or paths.output_dir(name),
+                       organized_dir=args.data, prepared_dir=args.prepared, report_dir=args.out)
     print(json.dumps({name: metrics}))
     return 0
 
@@ -124,19 +154,13 @@ def _cmd_set_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from nexus import logs
-    from nexus.config import load_params
-    from nexus.merge import adapter_dirs, merge_adapters
+    from nexus.merge import adapter_dirs, merge_adapters, merged_capabilities
+    from nexus.methods import load_params
 
     logs.setup("merge")
     params = load_params(args.params)
-    models_dir = Path("models/capabilities")
-    names = params.merge.capabilities or [  # default: every LoRA adapter trained so far
-        n for n, c in params.capabilities.items()
-        if c.adapter == "lora" and c.init_from == params.base.model and (models_dir / n / "adapter_config.json").is_file()]
-    adapters = adapter_dirs(names, models_dir)
+    adapters = adapter_dirs(merged_capabilities(params, args.models), args.models)
     m = params.merge
     merge_adapters(params.base.model, adapters, args.out, m.combination, m.weights, m.density)
     return 0
@@ -144,25 +168,21 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from nexus import logs
-    from nexus.config import load_params
+    from nexus.methods import load_params
     from nexus.report import run_report
 
     logs.setup("report")
-    params = load_params(args.params)
-    run_report(params, args.out, args.eval_size or params.report.eval_size)
+    run_report(load_params(args.params), args.out, models_dir=args.models, merged_dir=args.merged,
+               prepared_dir=args.prepared, eval_dir=args.eval_reports, train_dir=args.train_reports)
     return 0
 
 
-def _cmd_chat(args: argparse.Namespace) -> int:
-    from nexus.streaming import cmd_chat
+def _cmd_serving(args: argparse.Namespace) -> int:
+    """``nexus chat|serve``: parsed and run by :func:`nexus.serving.cli.run`, imported here only, so
+    that no other verb (the train stage's included) loads the REPL or the HTTP server."""
+    from nexus.serving.cli import run
 
-    return cmd_chat(args)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from nexus.streaming import cmd_serve
-
-    return cmd_serve(args)
+    return run([args.command, *args.arguments], prog="nexus", parents=[args.common_options])
 
 
 def _cmd_scores(args: argparse.Namespace) -> int:
@@ -213,7 +233,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _path(value: str):  # noqa: ANN202 - tiny local helper
+def _path(value: str):
     from pathlib import Path
 
     return Path(value)
@@ -245,50 +265,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the report to this JSON file")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("prepare-base", parents=[common], help="convert the embedded SmolLM2 GGUF (or --source) to an HF folder")
+    p = sub.add_parser("prepare-base", parents=[common],
+                       help="convert the embedded SmolLM2 GGUF (or --source) to an HF folder")
     p.add_argument("--out", default="models/base")
     p.add_argument("--source", help="a .gguf file or HF folder (default: the embedded SmolLM2)")
     p.set_defaults(func=_cmd_prepare_base)
 
-    p = sub.add_parser("train", parents=[common], help="train one capability (what `dvc repro train@<cap>` runs)")
-    p.add_argument("--capability", required=True)
+    run_options = argparse.ArgumentParser(add_help=False)  # prepare, and train/eval without --prepared
+    run_options.add_argument("--capability", required=True)
+    run_options.add_argument("--data", default="data/organized", help="organizer output folder")
+    run_options.add_argument("--quick", action="store_true",
+                             help="quick mode for this run: 10 steps, batch 1, 5 eval records (params: quick: true)")
+    run_options.add_argument("--long-context", type=int, metavar="TOKENS",
+                             help="train at this context length by RoPE scaling (params: long_context)")
+    prepared = argparse.ArgumentParser(add_help=False)
+    prepared.add_argument("--prepared", metavar="DIR",
+                          help="the prepare stage's folder (data/prepared/<cap>); without it the split "
+                               "is built in memory from params.yaml")
+
+    p = sub.add_parser("prepare", parents=[common, run_options],
+                       help="format and split one capability's records (what `dvc repro prepare@<cap>` runs)")
+    p.add_argument("--out", help="output folder (default: data/prepared/<cap>)")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("train", parents=[common, run_options, prepared],
+                       help="train one capability (what `dvc repro train@<cap>` runs)")
     p.add_argument("--out", help="output folder (default: $NEXUS_OUTPUT_DIR/<cap> or models/capabilities/<cap>)")
-    p.add_argument("--data", default="data/organized", help="organizer output folder")
     p.add_argument("--modality", default="data/modality.json", help="modality report of the base model")
-    p.add_argument("--quick", action="store_true",
-                   help="quick mode for this run: 10 steps, batch 1, 5 eval records (params: quick: true)")
-    p.add_argument("--long-context", type=int, metavar="TOKENS",
-                   help="train at this context length by RoPE scaling (params: long_context)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", parents=[common], help="score base and trained model on the held-out split")
-    p.add_argument("--capability", required=True)
+    p = sub.add_parser("eval", parents=[common, run_options, prepared],
+                       help="score base and trained model on the held-out split")
     p.add_argument("--model", help="trained model folder (default: models/capabilities/<cap>)")
-    p.add_argument("--data", default="data/organized", help="organizer output folder")
+    p.add_argument("--out", help="report folder (default: reports/eval/<cap>)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("merge", parents=[common], help="merge capability adapters into one model")
+    models = argparse.ArgumentParser(add_help=False)
+    models.add_argument("--models", type=Path, default=Path("models/capabilities"),
+                        help="folder of the trained capability models (default: models/capabilities)")
+
+    p = sub.add_parser("merge", parents=[common, models], help="merge capability adapters into one model")
     p.add_argument("--out", default="models/merged")
     p.set_defaults(func=_cmd_merge)
 
-    p = sub.add_parser("report", parents=[common], help="scorecard: every model on every capability metric")
+    p = sub.add_parser("report", parents=[common, models],
+                       help="scorecard: base, each capability model and the merged model")
     p.add_argument("--out", default="reports/scorecard")
-    p.add_argument("--eval-size", type=int, help="held-out examples per capability (default: report.eval_size)")
+    p.add_argument("--merged", type=Path, default=Path("models/merged"), help="merged model (default: models/merged)")
+    p.add_argument("--prepared", type=Path, default=Path("data/prepared"), help="prepare stages' folder")
+    p.add_argument("--eval-reports", type=Path, default=Path("reports/eval"), help="eval stages' folder")
+    p.add_argument("--train-reports", type=Path, default=Path("reports/train"), help="train stages' dvclive folder")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("chat", parents=[common], help="chat in the terminal; tokens stream as they are generated")
-    p.add_argument("model", help="HF model folder, .gguf file, or trained adapter folder (e.g. models/base)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="most tokens per reply (default: 512)")
-    p.set_defaults(func=_cmd_chat)
-
-    p = sub.add_parser("serve", parents=[common], help="serve an OpenAI-compatible /v1/chat/completions on localhost")
-    p.add_argument("model", help="HF model folder, .gguf file, or trained adapter folder (e.g. models/base)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0 picks a free one)")
-    p.add_argument("--max-new-tokens", type=int, default=512,
-                   help="max_tokens of a request that gives none (default: 512)")
-    p.add_argument("--model-name", help="model id reported to clients (default: the folder name)")
-    p.set_defaults(func=_cmd_serve)
+    for verb, summary in SERVING_VERBS.items():  # every word after the verb goes to _cmd_serving
+        p = sub.add_parser(verb, help=summary, add_help=False, prefix_chars="\0")
+        p.add_argument("arguments", nargs="*")
+        p.set_defaults(func=_cmd_serving, common_options=common)
 
     p = sub.add_parser("compare", parents=[common],
                        help="method bake-off: one dvc experiment per method, then a table (make compare)")
@@ -313,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="gsm8k generation cap (default: 256)")
     p.set_defaults(func=_cmd_benchmark)
 
-    p = sub.add_parser("set-params", parents=[common], help="write Make-style overrides into params.yaml (DVC tracks them)")
+    p = sub.add_parser("set-params", parents=[common],
+                       help="write Make-style overrides into params.yaml (DVC tracks them)")
     _caps_arg(p)
     p.add_argument("--method")
     p.add_argument("--sample-size", type=int)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nexus import registry
-from nexus.methods import ALIASES, METHODS
+from nexus import capabilities, registry
+from nexus.methods import METHODS, resolve
 from nexus.paths import eval_report_dir
 
 
@@ -47,10 +47,15 @@ def parse_methods(methods: str) -> list[str]:
     Raises:
         CompareError: empty, or a name that is not a training method.
     """
-    names = [ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
-    if not names:
+    given = [m.strip() for m in methods.split(",") if m.strip()]
+    if not given:
         raise CompareError(f"METHODS is empty; choose from: {', '.join(METHODS)}")
-    unknown = [n for n in names if n not in METHODS]
+    names, unknown = [], []
+    for name in given:
+        try:
+            names.append(resolve(name).name)
+        except KeyError:
+            unknown.append(name)
     if unknown:
         raise CompareError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
     return list(dict.fromkeys(names))
@@ -68,8 +73,6 @@ def _dvc(*args: str) -> subprocess.CompletedProcess:
 
 def _metric_of(capability: str) -> str:
     """The capability's headline metric name, read from its module without importing torch."""
-    from nexus import capabilities
-
     return capabilities.load(capability).METRIC
 
 
@@ -107,7 +110,8 @@ def collect(capability: str, methods: list[str], shown: list[dict[str, Any]]) ->
             continue
         trained = metrics.get("trained", {})
         extra = {k: v for k, v in trained.items() if k != metric and isinstance(v, (int, float))}
-        rows.append(MethodResult(method, name, metrics.get("base", {}).get(metric), trained.get(metric), extra))
+        base = metrics.get("base", {}).get(metric)
+        rows.append(MethodResult(method, name, base, trained.get(metric), extra))
     return rows
 
 

@@ -2,15 +2,26 @@
 
 Unknown keys and wrong types are collected and raised together as one :class:`ParamsError`, every
 problem naming its ``params.yaml`` key. No torch import here: ``nexus plan`` uses this module.
+
+Capabilities: ``capability_defaults`` holds the keys every capability shares and each
+``capabilities.<name>`` entry only what differs, plus ``method`` and ``init_from``, which every entry
+names (``dvc.yaml`` reads ``${item.init_from}``; ``dvc exp run -S capabilities.<name>.method=...``
+sets a key that exists). Method knobs: ``methods.<method>`` for every capability,
+``capabilities.<name>.<method>`` for one.
+
+This module knows no training method (it imports nothing above the base layer): the methods'
+names and settings dataclasses come in through the ``resolve_method`` hook of :func:`parse_params`,
+which :mod:`nexus.methods` supplies. Load params with :func:`nexus.methods.load_params`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin, get_type_hints
 
 import yaml
 
@@ -18,6 +29,11 @@ PARAMS_FILE = "params.yaml"
 QUICK_STEPS = 10
 
 T = TypeVar("T")
+
+MethodResolver = Callable[[str], tuple[str, type]]
+"""A method name as written -> ``(canonical name, its settings dataclass)``; raises ``KeyError``
+with a one-line message naming the valid methods. The settings dataclass has a default for every
+field and a ``problems() -> {key: message}`` method."""
 
 
 class ParamsError(ValueError):
@@ -55,7 +71,11 @@ class ControllerParams:
 
 @dataclass(frozen=True)
 class CapabilityParams:
-    """``capabilities.<name>:`` how one capability is trained and evaluated."""
+    """``capabilities.<name>:`` how one capability is trained and evaluated (over ``capability_defaults``).
+
+    ``method_settings`` is not a params.yaml key: it holds the method's settings dataclass,
+    resolved from ``methods.<method>`` and ``capabilities.<name>.<method>``.
+    """
 
     method: str = "sft"
     adapter: str = "lora"
@@ -73,11 +93,9 @@ class CapabilityParams:
     lora_dropout: float = 0.05
     max_new_tokens: int = 200
     thinking_budget: int = 0  # max thinking tokens at generation, then the answer is forced (0 = off)
-    teacher: str = ""  # distill: the teacher model (HF folder or .gguf)
-    beta: float = 0.1  # dpo / orpo / kto / distill: the method's beta
-    num_generations: int = 4  # grpo / ppo: completions sampled per prompt
     long_context: int = 0  # target context length in tokens: RoPE scaling through the config (0 = off)
     quick: bool = False
+    method_settings: Any = field(default=None, metadata={"resolved": True})
 
     def effective(self) -> CapabilityParams:
         """The values a run actually uses: quick mode shrinks steps, batches and evaluation."""
@@ -92,6 +110,38 @@ class CapabilityParams:
             eval_size=min(self.eval_size, 5),
             max_new_tokens=min(self.max_new_tokens, 96),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key, JSON-ready; ``method_settings`` as a mapping (read back by :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, *, resolve_method: MethodResolver) -> CapabilityParams:
+        """Resolved settings read back (what :meth:`to_dict` wrote), validated like params.yaml.
+
+        Raises:
+            ParamsError: one message listing every problem, each naming ``<where>.<key>``.
+        """
+        errors: list[str] = []
+        if not isinstance(data, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {type(data).__name__}")
+        plain = {k: v for k, v in data.items() if k != "method_settings"}
+        cap = _coerce_onto(cls(), plain, where, errors)
+        _check_capability(where, cap, errors)
+        try:
+            _, kind = resolve_method(cap.method)
+        except KeyError as err:
+            errors.append(f"{where}.method: {err.args[0]}")
+        else:
+            settings = _coerce(kind, data.get("method_settings"), f"{where}.method_settings", errors)
+            _report_problems(settings, f"{where}.method_settings", None, errors)
+            cap = dataclasses.replace(cap, method_settings=settings)
+        if errors:
+            raise ParamsError("; ".join(errors))
+        return cap
+
+
+REQUIRED_KEYS = ("method", "init_from")  # named by every capabilities.<name> entry, never defaulted
 
 
 @dataclass(frozen=True)
@@ -113,7 +163,7 @@ class ReportParams:
 
 @dataclass(frozen=True)
 class Params:
-    """Everything in params.yaml."""
+    """Everything in params.yaml (capability entries resolved over ``capability_defaults``)."""
 
     base: BaseParams
     organize: OrganizeParams
@@ -123,43 +173,68 @@ class Params:
     report: ReportParams = field(default_factory=ReportParams)
 
 
+SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge",
+            "report")
 _ADAPTERS = ("lora", "qlora", "full")
 
 
-def _coerce(cls: type[T], raw: Any, where: str, errors: list[str]) -> T:
-    """Build dataclass ``cls`` from mapping ``raw``, appending one message per bad key."""
+def _keys(obj: Any) -> list[str]:
+    """The params.yaml keys of a dataclass (fields, less the resolved ones)."""
+    return [f.name for f in fields(obj) if not f.metadata.get("resolved")]
+
+
+def _typed(value: Any, expected: type, where: str, errors: list[str]) -> tuple[bool, Any]:
+    """``(True, value)`` when ``value`` fits the field type (an int is taken for a float), else an error."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return True, float(value)
+    if expected is bool and not isinstance(value, bool):
+        errors.append(f"{where}: expected true or false, got {value!r}")
+        return False, None
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        errors.append(f"{where}: expected an integer, got {value!r}")
+        return False, None
+    if expected in (float, str, list) and not isinstance(value, expected):
+        errors.append(f"{where}: expected {expected.__name__}, got {value!r}")
+        return False, None
+    return True, value
+
+
+def _coerce_onto(base: T, raw: Any, where: str, errors: list[str],
+                 known: Collection[str] | None = None) -> T:
+    """``base`` with the keys of mapping ``raw`` replaced, appending one message per bad key."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         errors.append(f"{where}: expected a mapping, got {type(raw).__name__}")
-        return cls()
-    known = {f.name: f for f in fields(cls)}
+        return base
+    names = list(known) if known is not None else _keys(base)
+    hints = get_type_hints(type(base))
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in known:
-            errors.append(f"{where}.{key}: unknown key (known: {', '.join(known)})")
+        if key not in names:
+            errors.append(f"{where}.{key}: unknown key (known: {', '.join(names) or 'none'})")
             continue
-        default = known[key].default
-        if default is dataclasses.MISSING:
-            default = known[key].default_factory()  # type: ignore[misc]
-        expected = type(default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if expected is bool and not isinstance(value, bool):
-            errors.append(f"{where}.{key}: expected true or false, got {value!r}")
-            continue
-        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
-            errors.append(f"{where}.{key}: expected an integer, got {value!r}")
-            continue
-        if expected in (float, str, list) and not isinstance(value, expected):
-            errors.append(f"{where}.{key}: expected {expected.__name__}, got {value!r}")
-            continue
-        values[key] = value
-    return cls(**values)
+        hint = hints[key]
+        ok, value = _typed(value, get_origin(hint) or hint, f"{where}.{key}", errors)
+        if ok:
+            values[key] = value
+    return dataclasses.replace(base, **values)  # type: ignore[type-var]
 
 
-def _check_capability(name: str, cap: CapabilityParams, errors: list[str]) -> None:
-    where = f"capabilities.{name}"
+def _coerce(cls: type[T], raw: Any, where: str, errors: list[str]) -> T:
+    """Build dataclass ``cls`` from mapping ``raw``, appending one message per bad key."""
+    return _coerce_onto(cls(), raw, where, errors)
+
+
+def _report_problems(settings: Any, where: str, keys: Collection[str] | None, errors: list[str]) -> None:
+    """One message per invalid method setting (only ``keys``, the ones written here, when given)."""
+    for key, problem in settings.problems().items():
+        if keys is None or key in keys:
+            errors.append(f"{where}.{key}: {problem}")
+
+
+def _check_capability(where: str, cap: CapabilityParams, errors: list[str]) -> None:
+    """The method-independent rules of one capability's settings."""
     if cap.adapter not in _ADAPTERS:
         errors.append(f"{where}.adapter: '{cap.adapter}' is not one of {', '.join(_ADAPTERS)}")
     for key in ("batch_size", "grad_accum", "max_length", "lora_r", "max_new_tokens"):
@@ -171,25 +246,97 @@ def _check_capability(name: str, cap: CapabilityParams, errors: list[str]) -> No
         errors.append(f"{where}.max_steps: use a positive count, or -1 to train for `epochs`")
     if cap.learning_rate <= 0:
         errors.append(f"{where}.learning_rate: must be positive")
-    from nexus.methods import ALIASES, METHODS  # standard library only
-
-    if ALIASES.get(cap.method, cap.method) not in METHODS:
-        errors.append(f"{where}.method: '{cap.method}' is not a training method; choose one of: "
-                      f"{', '.join(METHODS)}")
     if cap.long_context < 0:
         errors.append(f"{where}.long_context: a context length in tokens, or 0 (off)")
-    if cap.num_generations < 2 and ALIASES.get(cap.method, cap.method) in ("grpo", "ppo"):
-        errors.append(f"{where}.num_generations: grpo/ppo need at least 2 completions per prompt")
-    if cap.beta < 0:
-        errors.append(f"{where}.beta: must be >= 0")
     budget, room = cap.thinking_budget, cap.effective().max_new_tokens
     if budget < 0 or (budget > 0 and budget >= room):
         errors.append(f"{where}.thinking_budget: {budget} leaves no tokens for the answer; keep it "
                       f"below max_new_tokens ({room} in this mode), or 0 (off)")
 
 
-def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
-    """Validate an already-loaded params mapping.
+def _capability_defaults(raw: Any, errors: list[str]) -> CapabilityParams:
+    """``capability_defaults:``: every capability key except the ones each entry must name."""
+    for key in REQUIRED_KEYS:
+        if isinstance(raw, dict) and key in raw:
+            errors.append(f"capability_defaults.{key}: not a shared key; set it in every capabilities.<name> "
+                          f"entry")
+    shared = [k for k in _keys(CapabilityParams) if k not in REQUIRED_KEYS]
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in REQUIRED_KEYS}
+    return _coerce_onto(CapabilityParams(), raw, "capability_defaults", errors, shared)
+
+
+def _method_defaults(raw: Any, resolve_method: MethodResolver, errors: list[str]) -> dict[str, Any]:
+    """``methods:``: each method's settings for every capability, by canonical method name."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append("methods: expected a mapping of method name to its settings")
+        return {}
+    out: dict[str, Any] = {}
+    for name, section in raw.items():
+        try:
+            canonical, kind = resolve_method(name)
+        except KeyError as err:
+            errors.append(f"methods.{name}: {err.args[0]}")
+            continue
+        if canonical in out:
+            errors.append(f"methods.{name}: '{canonical}' is given twice")
+            continue
+        out[canonical] = _coerce(kind, section, f"methods.{name}", errors)
+        _report_problems(out[canonical], f"methods.{name}", None, errors)
+    return out
+
+
+def _capability(name: str, entry: Any, defaults: CapabilityParams, method_defaults: dict[str, Any],
+                resolve_method: MethodResolver, errors: list[str]) -> CapabilityParams:
+    """One ``capabilities.<name>`` entry over the defaults, its method's settings resolved."""
+    where = f"capabilities.{name}"
+    entry = {} if entry is None else entry
+    if not isinstance(entry, dict):
+        errors.append(f"{where}: expected a mapping of settings, got {type(entry).__name__}")
+        return defaults
+    for key in REQUIRED_KEYS:
+        if key not in entry:
+            errors.append(f"{where}.{key}: missing; every capability entry sets method and init_from "
+                          f"(dvc.yaml reads init_from per capability), e.g. init_from: models/base")
+    keys = _keys(CapabilityParams)
+    cap = _coerce_onto(defaults, {k: v for k, v in entry.items() if k in keys}, where, errors)
+    overrides: dict[str, Any] = {}
+    for key, section in entry.items():
+        if key in keys:
+            continue
+        try:
+            canonical, kind = resolve_method(key)
+        except KeyError:
+            errors.append(f"{where}.{key}: unknown key (known: {', '.join(keys)}, or a method name "
+                          f"holding that method's settings)")
+            continue
+        settings = _coerce_onto(method_defaults.get(canonical, kind()), section, f"{where}.{key}", errors)
+        _report_problems(settings, f"{where}.{key}", section if isinstance(section, dict) else (), errors)
+        overrides[canonical] = settings
+    _check_capability(where, cap, errors)
+    try:
+        canonical, kind = resolve_method(cap.method)
+    except KeyError as err:
+        errors.append(f"{where}.method: {err.args[0]}")
+        return cap
+    settings = overrides.get(canonical, method_defaults.get(canonical))
+    return dataclasses.replace(cap, method_settings=kind() if settings is None else settings)
+
+
+def _check_chains(base: BaseParams, capabilities: dict[str, CapabilityParams], errors: list[str]) -> None:
+    for name, cap in capabilities.items():
+        if cap.init_from != base.model and not cap.init_from.startswith("models/capabilities/"):
+            errors.append(f"capabilities.{name}.init_from: '{cap.init_from}' is neither base.model "
+                          f"('{base.model}') nor models/capabilities/<capability>; set it to one of them")
+        if cap.init_from == f"models/capabilities/{name}":
+            errors.append(f"capabilities.{name}.init_from: a capability cannot start from its own output")
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodResolver) -> Params:
+    """Validate an already-loaded params mapping (:func:`nexus.methods.parse_params` supplies
+    ``resolve_method``).
 
     Raises:
         ParamsError: one message listing every problem, each naming its key.
@@ -197,59 +344,52 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     errors: list[str] = []
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level")
-    sections = ("base", "organize", "controller", "capabilities", "merge", "report")
     for key in raw:
-        if key not in sections:
-            errors.append(f"{key}: unknown section (known: {', '.join(sections)})")
+        if key not in SECTIONS:
+            errors.append(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
     base = _coerce(BaseParams, raw.get("base"), "base", errors)
     organize = _coerce(OrganizeParams, raw.get("organize"), "organize", errors)
     controller = _coerce(ControllerParams, raw.get("controller"), "controller", errors)
+    defaults = _capability_defaults(raw.get("capability_defaults"), errors)
+    method_defaults = _method_defaults(raw.get("methods"), resolve_method, errors)
     caps_raw = raw.get("capabilities") or {}
-    capabilities: dict[str, CapabilityParams] = {}
     if not isinstance(caps_raw, dict):
         errors.append("capabilities: expected a mapping of capability name to settings")
         caps_raw = {}
-    for name, entry in caps_raw.items():
-        cap = _coerce(CapabilityParams, entry, f"capabilities.{name}", errors)
-        _check_capability(name, cap, errors)
-        capabilities[name] = cap
+    capabilities = {name: _capability(name, entry, defaults, method_defaults, resolve_method, errors)
+                    for name, entry in caps_raw.items()}
     merge = _coerce(MergeParams, raw.get("merge"), "merge", errors)
     for name in merge.capabilities:
         if name not in capabilities:
             errors.append(f"merge.capabilities: '{name}' has no entry under capabilities")
     report = _coerce(ReportParams, raw.get("report"), "report", errors)
-    for name, cap in capabilities.items():
-        if cap.init_from != base.model and not cap.init_from.startswith("models/capabilities/"):
-            errors.append(f"capabilities.{name}.init_from: '{cap.init_from}' is neither base.model "
-                          f"('{base.model}') nor models/capabilities/<capability>; set it to one of them")
-        if cap.init_from == f"models/capabilities/{name}":
-            errors.append(f"capabilities.{name}.init_from: a capability cannot start from its own output")
+    _check_chains(base, capabilities, errors)
     if errors:
         raise ParamsError(f"{source}: " + "; ".join(errors))
     return Params(base, organize, controller, capabilities, merge, report)
 
 
-def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml.
+def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Any:
+    """params.yaml as loaded YAML, not validated (:func:`nexus.methods.load_params` validates it).
 
     Raises:
-        ParamsError: the file is missing, not YAML, or fails validation.
+        ParamsError: the file is missing or not YAML.
     """
     p = Path(path)
     if not p.is_file():
         raise ParamsError(f"{p}: not found; run from the project root or pass --params")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParamsError(f"{p}: not valid YAML ({err})".replace("\n", " ")) from err
-    return parse_params(raw, str(p))
 
 
 def with_overrides(params: Params, name: str, **values: Any) -> Params:
     """``params`` with capability ``name``'s keys replaced (values of None are ignored).
 
     For the stage script's own flags (``--quick``, ``--long-context``); DVC does not track these, so
-    ``make train`` writes options into params.yaml instead.
+    ``make train`` writes options into params.yaml instead. The method cannot change here (its
+    settings come from params.yaml).
 
     Raises:
         ParamsError: params.yaml has no entry for ``name``, or a value fails validation.
@@ -259,16 +399,19 @@ def with_overrides(params: Params, name: str, **values: Any) -> Params:
         return params
     if name not in params.capabilities:
         capability_params(params, name)  # raises the standard message
+    if {"method", "method_settings"} & set(changes):
+        raise ParamsError(f"capabilities.{name}.method: set it in params.yaml, not as a stage flag")
     cap = dataclasses.replace(params.capabilities[name], **changes)
     errors: list[str] = []
-    _check_capability(name, cap, errors)
+    _check_capability(f"capabilities.{name}", cap, errors)
     if errors:
         raise ParamsError("; ".join(errors))
     return dataclasses.replace(params, capabilities={**params.capabilities, name: cap})
 
 
 def capability_params(params: Params, name: str) -> CapabilityParams:
-    """The effective settings of one capability.
+    """The effective settings of one capability: its entry over ``capability_defaults``, quick mode
+    applied, and ``method_settings`` resolved.
 
     Raises:
         ParamsError: params.yaml has no entry for ``name``.

@@ -398,15 +398,15 @@ class TrainingController(TrainerCallback):
                 time.sleep(min(WAIT_SLICE_SECONDS, max(self._cooldown_until - time.monotonic(), 0.01)))
                 continue
             if req.hot and check_thermal:
-                if self._temperature is not None and self._temperature > self.params.max_gpu_temp_c:
-                    if not self._hot_logged:
-                        self._hot_logged = True
-                        self.log.warning(
-                            "GPU at %g C (limit %g C): paused at step %d until it cools",
-                            self._temperature,
-                            self.params.max_gpu_temp_c,
-                            step,
-                        )
+                hot = self._temperature is not None and self._temperature > self.params.max_gpu_temp_c
+                if hot and not self._hot_logged:
+                    self._hot_logged = True
+                    self.log.warning(
+                        "GPU at %g C (limit %g C): paused at step %d until it cools",
+                        self._temperature,
+                        self.params.max_gpu_temp_c,
+                        step,
+                    )
                 time.sleep(WAIT_SLICE_SECONDS)
                 continue
             if self._hot_logged:

@@ -13,35 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from nexus import capabilities, methods, paths, results
-from nexus.chat import render_prompt
-from nexus.config import CapabilityParams, Params, capability_params
-from nexus.examples import capability_examples
 from nexus.atomic import write_json_atomic, write_text_atomic
+from nexus.config import CapabilityParams, Params
+from nexus.generation.batch import generate_examples
+from nexus.prepare import split_for
 
 log = logging.getLogger(__name__)
-
-
-def generate(model: Any, tokenizer: Any, examples: list[capabilities.Example], max_new_tokens: int,
-             batch_size: int = 8, temperature: float = 0.0) -> list[str]:
-    """Completions for the examples' chat prompts, batched with left padding: greedy, or sampled at
-    ``temperature`` when it is above 0 (seeded by the caller's ``torch.manual_seed``)."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    outputs: list[str] = []
-    model.eval()
-    for start in range(0, len(examples), batch_size):
-        texts = [render_prompt(e, tokenizer) for e in examples[start:start + batch_size]]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        batch = batch.to(model.device)
-        with torch.inference_mode():
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 \
-                else {"do_sample": False}
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 **sampling)
-        new = ids[:, batch["input_ids"].shape[1]:]
-        outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-    return outputs
 
 
 def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[capabilities.Example],
@@ -52,7 +29,7 @@ def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[c
         generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
                                     **_generate_options(module.generate, cap))
     else:
-        generated = generate(model, tokenizer, examples, cap.max_new_tokens)
+        generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens)
     totals: dict[str, float] = {}
     for text, example in zip(generated, examples, strict=True):
         for key, value in module.score(text, example).items():
@@ -88,49 +65,47 @@ def held_out_refusal_prompts(params: Params, cap: CapabilityParams, capability: 
                              organized_dir: str | Path) -> list[dict[str, Any]] | None:
     """For safety methods, the harmful and harmless prompts the train stage held out (same seeded
     split); None for every other method."""
-    if methods.resolve(cap.method).needs != "safety_prompts":
-        return None
-    from nexus.methods.data import load_rows
-    from nexus.methods.safety import split_prompts
-
-    rows, _ = load_rows("safety_prompts", organized_dir, capability)
-    return split_prompts(rows, cap.eval_size, params.base.seed)[0]
+    held_out = methods.resolve(cap.method).eval_prompts
+    return held_out(capability, cap, params.base.seed, organized_dir) if held_out else None
 
 
 def run_eval(capability: str, params: Params, model_dir: str | Path,
              organized_dir: str | Path = paths.ORGANIZED_DIR,
-             report_dir: str | Path | None = None) -> dict[str, Any]:
+             report_dir: str | Path | None = None,
+             prepared_dir: str | Path | None = None) -> dict[str, Any]:
     """Score the base model and the trained one on the held-out split; write metrics and samples.
 
-    Writes ``<report_dir>/metrics.json`` (``{"base": {...}, "trained": {...}, "n": N}``) and
-    ``predictions.jsonl`` atomically, and appends a row to ``results/eval.csv``.
+    The held-out split and the settings come from the prepare stage's ``prepared_dir``, else are
+    built in memory from ``params``. Writes ``<report_dir>/metrics.json``
+    (``{"base": {...}, "trained": {...}, "n": N}``) and ``predictions.jsonl`` atomically, and
+    appends a row to ``results/eval.csv``.
     """
     import torch
 
     torch.manual_seed(params.base.seed)
-    cap = capability_params(params, capability)
-    data = capability_examples(capability, params, organized_dir)
+    split = split_for(capability, params, prepared_dir, organized_dir)
+    cap = split.settings
     started = time.perf_counter()
     held = held_out_refusal_prompts(params, cap, capability, organized_dir)
-    base_scores, base_out = score_model(params.base.model, capability, data.eval, cap, held)
-    trained_scores, trained_out = score_model(model_dir, capability, data.eval, cap, held)
-    metrics: dict[str, Any] = {"base": base_scores, "trained": trained_scores, "n": len(data.eval)}
+    base_scores, base_out = score_model(params.base.model, capability, split.eval, cap, held)
+    trained_scores, trained_out = score_model(model_dir, capability, split.eval, cap, held)
+    metrics: dict[str, Any] = {"base": base_scores, "trained": trained_scores, "n": len(split.eval)}
     if held is not None:
         metrics["n_safety"] = len(held)
     report = Path(report_dir) if report_dir else paths.eval_report_dir(capability)
     report.mkdir(parents=True, exist_ok=True)
     write_json_atomic(metrics, report / "metrics.json")
     rows = [json.dumps({"prompt": e["prompt"][-1]["content"], "reference": e["reference"],
-                        "base": b, "trained": t}) for e, b, t in zip(data.eval, base_out, trained_out,
+                        "base": b, "trained": t}) for e, b, t in zip(split.eval, base_out, trained_out,
                                                                     strict=True)]
     write_text_atomic("\n".join(rows) + "\n", report / "predictions.jsonl")
-    module = capabilities.load(capability)
+    metric = capabilities.load(capability).METRIC
     results.append_row("eval", {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "capability": capability, "method": cap.method,
-        "n": len(data.eval), "metric": module.METRIC,
-        "base": base_scores.get(module.METRIC), "trained": trained_scores.get(module.METRIC),
-        "runtime_s": round(time.perf_counter() - started, 1), "model": str(model_dir),
+        "n": len(split.eval), "metric": metric, "base": base_scores.get(metric),
+        "trained": trained_scores.get(metric), "runtime_s": round(time.perf_counter() - started, 1),
+        "model": str(model_dir),
     })
-    log.info("%s %s: base %.3f -> trained %.3f (n=%d)", capability, module.METRIC,
-             base_scores.get(module.METRIC, 0.0), trained_scores.get(module.METRIC, 0.0), len(data.eval))
+    log.info("%s %s: base %.3f -> trained %.3f (n=%d)", capability, metric, base_scores.get(metric, 0.0),
+             trained_scores.get(metric, 0.0), len(split.eval))
     return metrics

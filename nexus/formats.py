@@ -27,32 +27,30 @@ Each detection carries a record ``kind``; :mod:`nexus.registry` maps kinds to ca
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nexus.conversations import (  # the record vocabulary (keys, roles, part types) is defined there
+    AUDIO_PART_TYPES,
+    CONTENT_KEYS,
+    IMAGE_PART_TYPES,
+    QUERY_KEYS,
+    REASONING_PART_TYPES,
+    REASONING_TURN_KEYS,
+    RESPONSE_KEYS,
+    TOOL_CALL_PART_TYPES,
+    TOOL_CALL_ROLES,
+    TOOL_RESULT_ROLES,
+    VIDEO_PART_TYPES,
+    json_value,
+)
+from nexus.record_profile import Profile, describe_conversation, key_list, keys_of
+
 # --- vocabulary --------------------------------------------------------------------------------
 
-CONVERSATION_KEYS = ("messages", "conversations", "conversation")
-QUERY_KEYS = ("prompt", "query", "instruction", "question", "problem", "input")
-RESPONSE_KEYS = (
-    "response", "answer", "answers", "output", "completion", "completions", "solution",
-    "target", "targets", "answer_key",
-)
-ROLE_KEYS = ("role", "from")
-CONTENT_KEYS = ("content", "value", "text")
-ASSISTANT_ROLES = ("assistant", "gpt", "bot", "model")
-TOOL_CALL_ROLES = ("function_call", "tool_call", "tool_calls")
-TOOL_RESULT_ROLES = ("observation", "tool", "function", "ipython")
 THOUGHT_MARKERS = ("<|begin_of_thought|>", "<|end_of_thought|>")
 THINK_TAGS = ("<think>", "<thinking>")
-REASONING_PART_TYPES = ("reasoning", "thinking")
-REASONING_TURN_KEYS = ("reasoning_content", "reasoning", "thinking")
-TOOL_CALL_PART_TYPES = ("tool_call", "tool_use", "function_call")
-IMAGE_PART_TYPES = ("image", "image_url", "input_image")
-VIDEO_PART_TYPES = ("video", "video_url")
-AUDIO_PART_TYPES = ("audio", "audio_url", "input_audio")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 # Every record kind a rule can produce, with what such data is for. Kinds that no capability
@@ -92,109 +90,6 @@ class Detection:
     format: str | None
     kind: str | None
     why: str
-
-
-# --- record profile --------------------------------------------------------------------------
-
-
-def _maybe_json(value: Any) -> Any:
-    """Decode a JSON-encoded list/object held in a string (CSV cells, xLAM's ``tools``)."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-@dataclass
-class Profile:
-    """What the rules look at: the keys and conversation turns of the first records."""
-
-    records: list[dict[str, Any]]
-    keys: frozenset[str]  # keys present in every record
-    conv_key: str | None  # the conversation key every record carries, if any
-    turns: list[dict[str, Any]]  # every turn of every record's conversation
-
-    @classmethod
-    def of(cls, records: list[dict[str, Any]]) -> Profile:
-        keys = frozenset.intersection(*(frozenset(r) for r in records)) if records else frozenset()
-        conv_key = next((k for k in CONVERSATION_KEYS if k in keys), None)
-        turns: list[dict[str, Any]] = []
-        if conv_key:
-            for record in records:
-                conv = _maybe_json(record.get(conv_key))
-                if isinstance(conv, list):
-                    turns.extend(t for t in conv if isinstance(t, dict))
-        return cls(records, keys, conv_key, turns)
-
-    def has(self, *keys: str) -> bool:
-        return all(k in self.keys for k in keys)
-
-    def any_of(self, keys: Iterable[str]) -> list[str]:
-        return [k for k in keys if k in self.keys]
-
-    def values(self, key: str) -> list[Any]:
-        return [r.get(key) for r in self.records]
-
-    def role_key(self) -> str | None:
-        return next((k for k in ROLE_KEYS if self.turns and all(k in t for t in self.turns)), None)
-
-    def roles(self) -> set[str]:
-        rk = self.role_key()
-        return {str(t.get(rk)) for t in self.turns} if rk else set()
-
-    def parts(self) -> list[dict[str, Any]]:
-        """Typed content parts (``{"type": ...}``) of every turn."""
-        out: list[dict[str, Any]] = []
-        for turn in self.turns:
-            for key in CONTENT_KEYS:
-                content = turn.get(key)
-                if isinstance(content, list):
-                    out.extend(p for p in content if isinstance(p, dict) and "type" in p)
-        return out
-
-    def part_types(self) -> set[str]:
-        return {str(p["type"]) for p in self.parts()}
-
-    def assistant_texts(self) -> list[str]:
-        rk = self.role_key()
-        texts: list[str] = []
-        for turn in self.turns:
-            if rk and str(turn.get(rk)) not in ASSISTANT_ROLES:
-                continue
-            for key in CONTENT_KEYS:
-                content = turn.get(key)
-                if isinstance(content, str):
-                    texts.append(content)
-                elif isinstance(content, list):
-                    texts.extend(str(p.get("text") or p.get("value") or "") for p in content
-                                 if isinstance(p, dict))
-        return texts
-
-    def tools_listed(self) -> int:
-        """How many records carry a non-empty ``tools`` list (possibly JSON-encoded)."""
-        if "tools" not in self.keys:
-            return 0
-        return sum(1 for v in self.values("tools") if _maybe_json(v))
-
-
-def _key_list(keys: Iterable[str], limit: int = 12) -> str:
-    """Keys for a message: sorted, each shortened, at most ``limit`` of them."""
-    ordered = sorted(keys)
-    shown = [k if len(k) <= 32 else k[:29] + "..." for k in ordered[:limit]]
-    more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
-    return (", ".join(shown) + more) or "(none)"
-
-
-def _keys(profile: Profile) -> str:
-    return _key_list(profile.keys)
-
-
-def _conv_desc(profile: Profile) -> str:
-    rk = profile.role_key()
-    roles = ", ".join(sorted(profile.roles())) or "none"
-    return f"'{profile.conv_key}' turns keyed by '{rk}' (roles: {roles})"
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -238,7 +133,7 @@ def _conversation_preference(p: Profile) -> str | None:
 def _trl_preference(p: Profile) -> str | None:
     if not p.has("chosen", "rejected"):
         return None
-    prompt = p.any_of(("prompt", "instruction", "question", "query", "input"))
+    prompt = p.any_of(QUERY_KEYS)
     how = f"explicit prompt '{prompt[0]}'" if prompt else "implicit prompt (inside chosen/rejected)"
     return f"keys chosen + rejected with an {how}"
 
@@ -283,7 +178,7 @@ def _image_caption(p: Profile) -> str | None:
 
 def _media(key: str, part_types: tuple[str, ...], label: str) -> Matcher:
     def match(p: Profile) -> str | None:
-        if p.has(key) and any(_maybe_json(v) for v in p.values(key)):
+        if p.has(key) and any(json_value(v) for v in p.values(key)):
             conv = f"{p.conv_key} + " if p.conv_key else ""
             return f"keys {conv}{key} ({label} referenced by each record)"
         found = sorted(p.part_types() & set(part_types))
@@ -322,9 +217,9 @@ def _sharegpt_tools(p: Profile) -> str | None:
         return None
     calls = sorted(p.roles() & set(TOOL_CALL_ROLES + TOOL_RESULT_ROLES))
     if calls:
-        return f"{_conv_desc(p)}: tool turns {', '.join(calls)}, {_tool_note(p)}"
+        return f"{describe_conversation(p)}: tool turns {', '.join(calls)}, {_tool_note(p)}"
     if p.tools_listed():
-        return f"{_conv_desc(p)} with a tools list (no call in the first records)"
+        return f"{describe_conversation(p)} with a tools list (no call in the first records)"
     return None
 
 
@@ -343,9 +238,9 @@ def _openai_tools(p: Profile) -> str | None:
     reasoning = sorted(p.part_types() & set(REASONING_PART_TYPES))
     also = f"; also {', '.join(reasoning)} parts (kept as reasoning inside tool use)" if reasoning else ""
     if signs:
-        return f"{_conv_desc(p)}: {', '.join(signs)}, {_tool_note(p)}{also}"
+        return f"{describe_conversation(p)}: {', '.join(signs)}, {_tool_note(p)}{also}"
     if p.tools_listed():
-        return f"{_conv_desc(p)} with a tools list (no call in the first records){also}"
+        return f"{describe_conversation(p)} with a tools list (no call in the first records){also}"
     return None
 
 
@@ -377,12 +272,12 @@ def _reasoning_messages(p: Profile) -> str | None:
         return None
     parts = sorted(p.part_types() & set(REASONING_PART_TYPES))
     if parts:
-        return f"{_conv_desc(p)}: assistant content parts of type {', '.join(parts)}"
+        return f"{describe_conversation(p)}: assistant content parts of type {', '.join(parts)}"
     keys = sorted({k for t in p.turns for k in REASONING_TURN_KEYS if t.get(k)})
     if keys:
-        return f"{_conv_desc(p)}: turns carry {', '.join(keys)}"
+        return f"{describe_conversation(p)}: turns carry {', '.join(keys)}"
     if any(tag in t for t in p.assistant_texts() for tag in THINK_TAGS + THOUGHT_MARKERS):
-        return f"{_conv_desc(p)}: assistant turns carry <think> reasoning"
+        return f"{describe_conversation(p)}: assistant turns carry <think> reasoning"
     return None
 
 
@@ -402,7 +297,7 @@ def _numina(p: Profile) -> str | None:
 
 def _sharegpt(p: Profile) -> str | None:
     if p.conv_key and p.role_key() == "from":
-        return f"{_conv_desc(p)} (ShareGPT)"
+        return f"{describe_conversation(p)} (ShareGPT)"
     if p.conv_key and p.turns and all(("human" in t or "user" in t) for t in p.turns):
         return f"'{p.conv_key}' turns of human/assistant pairs (ms-swift sharegpt)"
     return None
@@ -413,7 +308,7 @@ def _messages(p: Profile) -> str | None:
         any(k in t for k in CONTENT_KEYS) for t in p.turns
     ):
         typed = " with typed content parts" if p.part_types() else ""
-        return f"{_conv_desc(p)}{typed} (OpenAI/TRL messages)"
+        return f"{describe_conversation(p)}{typed} (OpenAI/TRL messages)"
     return None
 
 
@@ -457,7 +352,7 @@ def _text(p: Profile) -> str | None:
 def _prompt_only(p: Profile) -> str | None:
     query = p.any_of(QUERY_KEYS)
     if query and not p.any_of(RESPONSE_KEYS):
-        return f"key {query[0]} and no response key (keys seen: {_keys(p)})"
+        return f"key {query[0]} and no response key (keys seen: {keys_of(p)})"
     return None
 
 
@@ -514,10 +409,10 @@ def detect_format(records: list[dict[str, Any]]) -> Detection:
         if reason:
             return Detection(rule.format, rule.kind, reason)
     optional = set().union(*(r.keys() for r in records)) - profile.keys
-    tail = f"; in some records only: {_key_list(optional)}" if optional else ""
+    tail = f"; in some records only: {key_list(optional)}" if optional else ""
     return Detection(
         None,
         None,
-        f"no known schema uses keys {_keys(profile)}{tail}; rename the fields to a known layout "
+        f"no known schema uses keys {keys_of(profile)}{tail}; rename the fields to a known layout "
         f"(e.g. instruction/output, messages, conversations, prompt/chosen/rejected, text)",
     )

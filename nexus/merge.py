@@ -34,6 +34,16 @@ class MergeError(ValueError):
     """The adapters cannot be merged as params.yaml asks."""
 
 
+def merged_capabilities(params: Any, models_dir: Path) -> list[str]:
+    """``merge.capabilities``, or when empty every capability trained from the base with a LoRA
+    adapter found in ``models_dir``."""
+    if params.merge.capabilities:
+        return list(params.merge.capabilities)
+    return [name for name, cap in params.capabilities.items()
+            if cap.adapter == "lora" and cap.init_from == params.base.model
+            and (models_dir / name / "adapter_config.json").is_file()]
+
+
 def adapter_dirs(capabilities: list[str], models_dir: Path) -> dict[str, Path]:
     """The adapter folder of each capability, checked to be a LoRA adapter.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -248,7 +249,7 @@ def _gguf_reader_metadata(path: Path, cause: Exception) -> dict[str, Any]:
             if len(field.types) == 1:
                 meta[key] = field.contents()
         return meta
-    except Exception as err:  # noqa: BLE001 - any failure means an unreadable header
+    except Exception as err:  # any failure means an unreadable header
         raise ValueError(f"{path}: unreadable GGUF header ({cause}; gguf: {err})") from err
 
 
@@ -349,3 +350,55 @@ def write_report(path_in: str | os.PathLike[str], out_json: str | os.PathLike[st
     report = detect_modalities(path_in)
     write_json_atomic(report, out_json)
     return report
+
+
+def sort_models(model_dirs: Iterable[str | os.PathLike[str]],
+                notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Classify the models under each folder by role and modalities, without moving anything.
+
+    Each sub-folder holding ``config.json`` (and the folder itself, if it holds one) and each
+    ``.gguf`` file directly inside is classified as ``decoder`` (causal LMs, VLMs), ``encoder``
+    (SigLIP, CLIP vision, Whisper encoder) or ``encoder-decoder`` (Whisper, T5), with its
+    modalities (see :mod:`nexus.modality`).
+
+    Args:
+        model_dirs: folders to scan.
+        notes: where to append a note for each folder that does not exist.
+
+    Returns:
+        One entry per model: ``{"path", "role", "modalities", "model_type", "architectures",
+        "source", "why"}``.
+    """
+    models: list[dict[str, Any]] = []
+    for raw in model_dirs:
+        root = Path(raw)
+        if not root.is_dir():
+            if notes is not None:
+                notes.append(f"model folder {root.as_posix()} does not exist; skipped")
+            continue
+        candidates = [root] if (root / "config.json").is_file() else []
+        for child in sorted(root.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if (child.is_dir() and (child / "config.json").is_file()) or (
+                child.is_file() and child.suffix.lower() == ".gguf"
+            ):
+                candidates.append(child)
+        for path in candidates:
+            try:
+                report = detect_modalities(path)
+            except ValueError as err:
+                models.append({"path": path.as_posix(), "role": None, "modalities": [],
+                               "model_type": None, "architectures": [], "source": None,
+                               "why": str(err)})
+                continue
+            models.append({
+                "path": path.as_posix(),
+                "role": report["role"],
+                "modalities": [m for m in MODALITIES if report[m]],
+                "model_type": report["model_type"],
+                "architectures": report["architectures"],
+                "source": report["source"],
+                "why": report["why"],
+            })
+    return models

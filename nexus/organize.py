@@ -3,8 +3,8 @@
 ``organize`` walks the source folders, reads the first records of each data file to detect its
 format (:mod:`nexus.formats`), counts its records and hashes it by streaming, and writes, in one
 atomic step, ``<out>/catalog.json`` and one ``<out>/<capability>/manifest.json`` per capability that
-received files. A file goes to every capability whose ``record_kinds`` accept its kind
-(:data:`nexus.registry.CAPABILITIES`); a file no capability takes, or whose format is unknown, is
+received files. A file goes to every capability that has a formatter for its detected format
+(:func:`nexus.capabilities.formats_of`); a file no capability takes, or whose format is unknown, is
 listed as unplaced with the reason. Nothing is guessed, and user files are never moved or edited,
 except with ``move=True`` (the seed's behaviour), which moves placed files from ``data/raw`` into
 ``<out>/<capability>/``.
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nexus import formats, modality, readers
+from nexus import capabilities, formats, methods, modality, readers
 from nexus.registry import CAPABILITIES
 
 CATALOG = "catalog.json"
@@ -69,7 +69,7 @@ class FileEntry:
         path: the file's path as found (relative to the cwd when the sources were relative).
         format: detected schema, or None.
         kind: record kind, or None.
-        capabilities: capabilities whose ``record_kinds`` accept the kind, in registry order.
+        capabilities: capabilities with a formatter for the format, in registry order.
         records: record count, or None when the file could not be read.
         sha256: hex digest of the file's bytes, or None when it could not be read.
         status: ``placed`` when at least one capability takes the file, else ``unplaced``.
@@ -115,20 +115,21 @@ class Catalog:
         return [f for f in self.files if f.status == "unplaced"]
 
 
-def capabilities_for_kind(kind: str | None) -> list[str]:
-    """Capabilities whose ``record_kinds`` accept ``kind``, in registry order."""
-    if kind is None:
+def capabilities_for_format(fmt: str | None) -> list[str]:
+    """Capabilities with a formatter for the detected format ``fmt``, in registry order."""
+    if fmt is None:
         return []
-    return [name for name, cap in CAPABILITIES.items() if kind in cap.record_kinds]
+    return [name for name in CAPABILITIES if fmt in capabilities.formats_of(name)]
+
+
+def capabilities_for_kinds(kinds: set[str]) -> list[str]:
+    """Capabilities with a formatter for some format of the record ``kinds``, in registry order."""
+    fmts = {rule.format for rule in formats.RULES if rule.kind in kinds}
+    return [name for name in CAPABILITIES if fmts & capabilities.formats_of(name)]
 
 
 # Record kinds that training methods use (not a capability's own examples), and the methods.
-METHOD_KINDS: dict[str, str] = {
-    "preference": "dpo, orpo",
-    "unpaired_preference": "kto",
-    "text": "cpt",
-    "prompt_only": "safety, anti-refusal",
-}
+METHOD_KINDS: dict[str, str] = methods.method_record_kinds()
 SAFETY_LABELS = ("harmful", "harmless")
 
 
@@ -152,7 +153,7 @@ def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
             name = part.lower().replace("-", "_")
             return [name], f"for {methods} of capability {name} (its folder is named after it)"
     if kind in ("preference", "unpaired_preference"):
-        caps = [n for n, c in CAPABILITIES.items() if {"chat", "instruction"} & set(c.record_kinds)]
+        caps = capabilities_for_kinds({"chat", "instruction"})
         return caps, f"for {methods} of the general-chat capabilities (put it under a folder named " \
                      f"after a capability to target that one)"
     if kind == "prompt_only" and safety_label(path) is None:
@@ -165,7 +166,7 @@ def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
 def unrouted_reason(kind: str) -> str:
     """Why a recognized kind has no capability, e.g. ``preference data: used by ... yet``."""
     what = formats.KINDS.get(kind, f"record kind '{kind}'")
-    return f"{what}, not routed to a capability yet"
+    return f"{what}, no capability has a formatter for it yet"
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -208,7 +209,7 @@ def classify_file(path: Path, head_records: int = 5) -> FileEntry:
         label = safety_label(path) if detection.kind == "prompt_only" else None
         return FileEntry(shown, detection.format, detection.kind, caps, records, digest,
                          "placed" if caps else "unplaced", f"{detection.why}; {routed}", label)
-    caps = capabilities_for_kind(detection.kind)
+    caps = capabilities_for_format(detection.format)
     if not caps:
         why = f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}"
         return FileEntry(shown, detection.format, detection.kind, [], records, digest, "unplaced", why)
@@ -256,58 +257,6 @@ def _walk(root: Path, exclude: Path | None, skipped: dict[str, int]) -> Iterator
                 skipped["media"] += 1
             else:
                 yield here / name
-
-
-def sort_models(model_dirs: Iterable[str | os.PathLike[str]],
-                notes: list[str] | None = None) -> list[dict[str, Any]]:
-    """Classify the models under each folder by role and modalities, without moving anything.
-
-    Each sub-folder holding ``config.json`` (and the folder itself, if it holds one) and each
-    ``.gguf`` file directly inside is classified as ``decoder`` (causal LMs, VLMs), ``encoder``
-    (SigLIP, CLIP vision, Whisper encoder) or ``encoder-decoder`` (Whisper, T5), with its
-    modalities (see :mod:`nexus.modality`).
-
-    Args:
-        model_dirs: folders to scan.
-        notes: where to append a note for each folder that does not exist.
-
-    Returns:
-        One entry per model: ``{"path", "role", "modalities", "model_type", "architectures",
-        "source", "why"}``.
-    """
-    models: list[dict[str, Any]] = []
-    for raw in model_dirs:
-        root = Path(raw)
-        if not root.is_dir():
-            if notes is not None:
-                notes.append(f"model folder {root.as_posix()} does not exist; skipped")
-            continue
-        candidates = [root] if (root / "config.json").is_file() else []
-        for child in sorted(root.iterdir()):
-            if child.name.startswith("."):
-                continue
-            if (child.is_dir() and (child / "config.json").is_file()) or (
-                child.is_file() and child.suffix.lower() == ".gguf"
-            ):
-                candidates.append(child)
-        for path in candidates:
-            try:
-                report = modality.detect_modalities(path)
-            except ValueError as err:
-                models.append({"path": path.as_posix(), "role": None, "modalities": [],
-                               "model_type": None, "architectures": [], "source": None,
-                               "why": str(err)})
-                continue
-            models.append({
-                "path": path.as_posix(),
-                "role": report["role"],
-                "modalities": [m for m in modality.MODALITIES if report[m]],
-                "model_type": report["model_type"],
-                "architectures": report["architectures"],
-                "source": report["source"],
-                "why": report["why"],
-            })
-    return models
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -364,7 +313,7 @@ def organize(
         out_dir: where ``catalog.json`` and ``<capability>/manifest.json`` go. It is replaced as a
             whole, atomically: a failure leaves the previous ``out_dir`` (or none) and no temp dir.
         head_records: records read from each file's head to detect its format.
-        model_dirs: folders whose model sub-folders are classified (see :func:`sort_models`).
+        model_dirs: folders whose model sub-folders are classified (see :func:`nexus.modality.sort_models`).
         move: move placed files found under ``raw_dir`` into ``out_dir/<capability>/`` (the seed's
             behaviour). Off by default: the organizer otherwise never touches user files.
         raw_dir: the only folder ``move`` takes files from.
@@ -406,7 +355,7 @@ def organize(
         catalog.notes.append(
             f"skipped {skipped['documentation']} documentation files (README, LICENSE, SOURCE.md)"
         )
-    catalog.models = sort_models(model_dirs, catalog.notes)
+    catalog.models = modality.sort_models(model_dirs, catalog.notes)
     for name, files in catalog.by_capability().items():
         if CAPABILITIES[name].implemented and preference_source(files) == PAIRS_BUILT:
             catalog.notes.append(f"{name}: no preference file; dpo/orpo/kto pairs are {PAIRS_BUILT}")
@@ -520,8 +469,3 @@ def format_summary(catalog: Catalog) -> str:
         lines.append("notes:")
         lines.extend(f"  {note}" for note in catalog.notes)
     return "\n".join(lines)
-
-
-def print_summary(catalog: Catalog) -> None:
-    """Print :func:`format_summary` to stdout."""
-    print(format_summary(catalog))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 ORGANIZED_DIR = Path("data/organized")
+PREPARED_DIR = Path("data/prepared")
 MODALITY_FILE = Path("data/modality.json")
 LOGS_DIR = Path("logs")
 RESULTS_DIR = Path("results")
@@ -23,6 +24,11 @@ def output_dir(capability: str, explicit: str | os.PathLike[str] | None = None) 
 def checkpoint_dir(capability: str) -> Path:
     """Checkpoint folder: ``$NEXUS_CHECKPOINT_DIR/<cap>``, else ``checkpoints/<cap>``."""
     return Path(os.environ.get("NEXUS_CHECKPOINT_DIR", "checkpoints")) / capability
+
+
+def prepared_dir(capability: str) -> Path:
+    """Folder of a prepare stage: the formatted train and held-out examples, stats and settings."""
+    return PREPARED_DIR / capability
 
 
 def train_report_dir(capability: str) -> Path:

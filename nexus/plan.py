@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nexus import paths, registry
-from nexus.config import PARAMS_FILE, QUICK_STEPS, load_params
+from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError
+from nexus.methods import Method, load_params, resolve
+from nexus.modality import detect_modalities
 
 
 @dataclass
@@ -46,37 +48,29 @@ def _modalities(model: str) -> dict[str, Any]:
     if report.is_file():
         return {**json.loads(report.read_text(encoding="utf-8")), "from": str(report)}
     try:
-        from nexus.modality import detect_modalities
-
         return {**detect_modalities(model), "from": f"{model} (live)"}
     except (ValueError, OSError) as err:
         return {"from": f"unknown ({err})"}
 
 
-def _data_summary(capability: str, method: str = "sft") -> str:
+def _data_summary(capability: str, method: Method) -> str:
     """The capability's example files, and where its method's own data would come from."""
-    from nexus.methods import resolve
-    from nexus.methods.data import KIND_OF_NEED
-
     manifest = paths.ORGANIZED_DIR / capability / "manifest.json"
     if not manifest.is_file():
         return "organize has not run yet (or no file of this capability's kinds)"
     listed = json.loads(manifest.read_text(encoding="utf-8"))
     files = listed["files"]
     summary = f"{len(files)} file(s), {sum(f.get('records') or 0 for f in files)} records"
-    try:
-        need = resolve(method).needs
-    except KeyError:
+    kind, name = method.record_kind, method.name
+    if kind is None:
         return summary
-    if need == "examples":
-        return summary
-    kind = KIND_OF_NEED[need]
     extra = [f for f in listed.get("method_files", []) if f.get("kind") == kind]
     if extra:
-        return f"{summary}; {method} data: {len(extra)} {kind} file(s), {sum(f.get('records') or 0 for f in extra)} records"
-    if need in ("preference", "unpaired_preference"):
-        return f"{summary}; {method} pairs: built from these examples at training time (no {kind} file)"
-    return f"{summary}; {method} data: NONE ({kind} needed; the train stage will stop)"
+        records = sum(f.get("records") or 0 for f in extra)
+        return f"{summary}; {name} data: {len(extra)} {kind} file(s), {records} records"
+    if method.rows_from_examples:
+        return f"{summary}; {name} pairs: built from these examples at training time (no {kind} file)"
+    return f"{summary}; {name} data: NONE ({kind} needed; the train stage will stop)"
 
 
 def _dvc_status(targets: list[str]) -> tuple[dict[str, list[str]], str]:
@@ -87,7 +81,7 @@ def _dvc_status(targets: list[str]) -> tuple[dict[str, list[str]], str]:
 
         with Repo(".") as repo:
             status = repo.status(targets=targets, with_deps=True)
-    except Exception as err:  # noqa: BLE001 - any DVC failure is reported, the plan still prints
+    except Exception as err:  # any DVC failure is reported, the plan still prints  # noqa: BLE001 - any DVC failure is reported, the plan still prints
         return {}, f"{type(err).__name__}: {err}".splitlines()[0]
     reasons: dict[str, list[str]] = {}
     for stage, entries in status.items():
@@ -118,20 +112,16 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
     queue = []
     for name in selected:
         if name not in params.capabilities:
-            from nexus.config import ParamsError
-
             raise ParamsError(f"{params_file}: no entry capabilities.{name}; add one to train it")
         cap = params.capabilities[name]
         if quick:
-            from dataclasses import replace
-
             cap = replace(cap, quick=True)
         cap = cap.effective()
         queue.append({
             "name": name, "method": cap.method, "adapter": cap.adapter,
             "steps": cap.max_steps if cap.max_steps > 0 else f"{cap.epochs:g} epoch(s)",
             "learning_rate": cap.learning_rate, "batch_size": cap.batch_size,
-            "eval_size": cap.eval_size, "data": _data_summary(name, cap.method),
+            "eval_size": cap.eval_size, "data": _data_summary(name, resolve(cap.method)),
             "output": str(paths.output_dir(name)), "needs": registry.CAPABILITIES[name].modalities,
         })
     any_quick = quick or any(params.capabilities[n].quick for n in selected)

@@ -12,16 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from nexus import paths, registry
-from nexus.config import Params, capability_params
-from nexus.examples import NoDataError, capability_examples
+from nexus.chat import token_ids
+from nexus.config import Params
+from nexus.examples import NoDataError
+from nexus.loading import load_tokenizer
+from nexus.prepare import build_split
 
 TRAINED_OPEN, TRAINED_CLOSE = "[[", "]]"
 
 
 def masked_rendering(example: dict[str, Any], tokenizer: Any) -> str:
     """The full chat rendering with the trained span (completion tokens) between ``[[`` and ``]]``."""
-    from nexus.chat import token_ids
-
     prompt_ids = token_ids(example, tokenizer, with_completion=False)
     full_ids = token_ids(example, tokenizer)
     context = tokenizer.decode(full_ids[:len(prompt_ids)])
@@ -30,28 +31,22 @@ def masked_rendering(example: dict[str, Any], tokenizer: Any) -> str:
 
 
 def preview(params: Params, samples: int = 2, organized_dir: Any = paths.ORGANIZED_DIR) -> str:
-    """The preview text for every capability in params.yaml."""
-    from nexus.loading import load_tokenizer
-    from nexus.trainer import drop_long
-
+    """The preview text for every capability in params.yaml: the split the prepare stage would
+    write (:func:`nexus.prepare.build_split`), built in memory."""
     tokenizer = load_tokenizer(params.base.model)
     out = [f"Preview ({TRAINED_OPEN}...{TRAINED_CLOSE} is trained on; the rest is context without loss)"]
     for name in params.capabilities:
         if not registry.CAPABILITIES[name].implemented:
             continue
-        cap = capability_params(params, name)
         try:
-            data = capability_examples(name, params, organized_dir)
+            split = build_split(name, params, organized_dir, tokenizer)
         except NoDataError as err:
             out += ["", f"== {name}: no data ({err})"]
             continue
-        train, too_long = drop_long(data.train, tokenizer, cap.max_length)
-        dropped = {**data.dropped}
-        if too_long:
-            dropped[f"longer than max_length={cap.max_length}"] = too_long
-        out += ["", f"== {name}: {len(train)} training examples, {len(data.eval)} held out for eval, "
+        dropped = split.dropped
+        out += ["", f"== {name}: {len(split.train)} training examples, {len(split.eval)} held out for eval, "
                     f"{sum(dropped.values())} dropped"]
         out += [f"   dropped {n}: {reason}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])]
-        for i, example in enumerate(train[:samples], 1):
+        for i, example in enumerate(split.train[:samples], 1):
             out += [f"-- {name} example {i}", masked_rendering(example, tokenizer)]
     return "\n".join(out)

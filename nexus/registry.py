@@ -1,8 +1,11 @@
 """The capability registry: every capability Nexus knows, declared as data.
 
 A capability is one row of :data:`CAPABILITIES`. Adding one means adding a row here, a module in
-``nexus/capabilities/`` (formatter + evaluator) and an entry under ``capabilities:`` in params.yaml;
-``tests/unit/test_pipeline_spec.py`` checks that the three agree.
+``nexus/capabilities/`` (formatters + evaluator) and an entry under ``capabilities:`` in params.yaml;
+``tests/unit/test_pipeline_spec.py`` checks that the three agree. What data a capability trains on
+is not declared here: the organizer routes a file to the capabilities whose module has a formatter
+for its detected format (:func:`nexus.capabilities.formats_of`). Groups (``all-text``, ``all``)
+derive from the ``group`` field.
 
 This module imports nothing beyond the standard library: ``make train`` validates ``CAPS`` with it
 before any virtualenv exists (``python3 -m nexus.registry cot,tools``).
@@ -24,9 +27,7 @@ class Capability:
         name: snake_case key; also the DVC stage suffix (``train@<name>``) and module name.
         description: one line for ``nexus plan`` and the docs.
         modalities: modalities the base model must have (see :mod:`nexus.modality`).
-        group: ``text`` or ``multimodal``; ``all-text`` selects the text group.
-        default_method: training method used when params.yaml does not name one.
-        record_kinds: record kinds (see :mod:`nexus.formats`) whose files this capability trains on.
+        group: ``text``, ``multimodal`` or ``generation``; the group ``all-<group>`` selects its members.
         implemented: False while no formatter/evaluator exists; choosing it fails up front.
         missing: what has to be built before it can run (shown when ``implemented`` is False).
     """
@@ -35,8 +36,6 @@ class Capability:
     description: str
     modalities: tuple[str, ...]
     group: str
-    default_method: str
-    record_kinds: tuple[str, ...]
     implemented: bool = False
     missing: str = ""
 
@@ -46,69 +45,70 @@ CAPABILITIES: dict[str, Capability] = {
     for c in (
         Capability(
             "cot", "step-by-step chain-of-thought answers to word problems",
-            ("text",), "text", "sft", ("math_qa", "reasoning_trace"), implemented=True,
+            ("text",), "text", implemented=True,
         ),
         Capability(
             "reasoning", "math reasoning with verifiable final answers",
-            ("text",), "text", "sft", ("math_qa", "math_solution"), implemented=True,
+            ("text",), "text", implemented=True,
         ),
         Capability(
             "thinking", "extended thinking inside <think>...</think> with a thinking budget",
-            ("text",), "text", "sft", ("reasoning_trace", "math_qa", "tool_calls"), implemented=True,
+            ("text",), "text", implemented=True,
         ),
         Capability(
             "tools", "function calling from a tool schema",
-            ("text",), "text", "sft", ("tool_calls",), implemented=True,
+            ("text",), "text", implemented=True,
         ),
         Capability(
             "streaming", "token streaming at inference (nexus chat / nexus serve)",
-            ("text",), "text", "sft", ("chat", "instruction"), implemented=True,
+            ("text",), "text", implemented=True,
         ),
         Capability(
             "omni", "convert a text model into an omni (audio in/out) model",
-            ("text", "audio_in"), "multimodal", "sft", ("audio",),
+            ("text", "audio_in"), "multimodal",
             missing="audio encoder/decoder wiring (multimodal issue)",
         ),
         Capability(
             "podcast", "multi-speaker podcast script and audio generation",
-            ("text", "audio_out"), "multimodal", "sft", ("audio",),
+            ("text", "audio_out"), "multimodal",
             missing="audio output head and podcast formatter (multimodal issue)",
         ),
         Capability(
             "vision_qa", "answer questions about images",
-            ("text", "vision"), "multimodal", "sft", ("image",),
+            ("text", "vision"), "multimodal",
             missing="vision encoder + projector training (multimodal issue)",
         ),
         Capability(
             "video_understanding", "answer questions about video clips",
-            ("text", "vision", "video"), "multimodal", "sft", ("video",),
+            ("text", "vision", "video"), "multimodal",
             missing="video frame sampling and encoder wiring (multimodal issue)",
         ),
         Capability(
             "tri_streaming", "real-time text, audio and video streaming",
-            ("text", "audio_in", "audio_out", "video"), "multimodal", "sft", ("video_audio",),
+            ("text", "audio_in", "audio_out", "video"), "multimodal",
             missing="omni and video-understanding first, then a streaming runtime (multimodal issue)",
         ),
         Capability(
             "image_generation", "text-to-image through a projector into SD3",
-            ("text",), "multimodal", "sft", ("image_caption",),
+            ("text",), "generation",
             missing="projector into a diffusers SD3 pipeline (generation issue)",
         ),
         Capability(
             "video_generation", "text-to-video through a projector into a video diffusion model",
-            ("text",), "multimodal", "sft", ("video",),
+            ("text",), "generation",
             missing="projector into a diffusers video pipeline (generation issue)",
         ),
         Capability(
             "remotion_explainer", "generate Remotion explainer-video code",
-            ("text",), "text_extra", "sft", ("explainer_code",),
+            ("text",), "generation",
             missing="a code formatter and render-check evaluator (explainer issue)",
         ),
     )
 }
 
 GROUPS: dict[str, tuple[str, ...]] = {
-    "all-text": ("cot", "reasoning", "thinking", "tools", "streaming"),
+    **{f"all-{group}": tuple(name for name, cap in CAPABILITIES.items() if cap.group == group)
+       for group in dict.fromkeys(cap.group for cap in CAPABILITIES.values())},
     "all": tuple(CAPABILITIES),
 }
 
@@ -177,14 +177,23 @@ def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:
     return sorted(chosen, key=order.index), sorted(skipped - chosen, key=order.index)
 
 
+def is_group(caps: str) -> bool:
+    """True when a CAPS value names a group (``all-text``, ``all``): ``make train`` then also merges
+    the adapters and writes the scorecard."""
+    return any(item.strip().lower() in GROUPS for item in caps.split(","))
+
+
 def implemented() -> list[str]:
     """Names of the capabilities that can be trained now."""
     return [name for name, cap in CAPABILITIES.items() if cap.implemented]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 -m nexus.registry CAPS``: print the resolved names, or one error line and exit 2."""
+    """``python3 -m nexus.registry CAPS``: print the resolved names, or one error line and exit 2;
+    ``python3 -m nexus.registry --is-group CAPS`` exits 0 when CAPS names a group."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--is-group"]:  # exit 0 when CAPS names a group (used by the Makefile)
+        return 0 if is_group(args[1] if len(args) > 1 else "") else 1
     try:
         selected, skipped = resolve(args[0] if args else "")
     except ValueError as err:

@@ -1,72 +1,79 @@
-"""The scorecard: every model on every capability's own metric, in one report.
+"""The scorecard: the base model, each capability model and the merged model, in one report.
 
-The ``report`` stage scores the base model, each single-capability model and the merged model on
-the first ``report.eval_size`` held-out examples of every capability in params.yaml, and writes
-``reports/scorecard/``: ``scorecard.md`` (a markdown table), ``scorecard.png`` (grouped bars),
-``loss_curves.png`` (each train stage's loss from dvclive), and ``metrics.json`` for
-``dvc metrics show``. A row per model and capability is appended to ``results/scorecard.csv``.
-A capability that is not trained yet appears with its base score and a note.
+The ``report`` stage reads what the eval stages already measured (``reports/eval/<cap>/
+metrics.json``: the base model and the capability's own model on its held-out split) and scores
+only what they did not: the merged model on every capability's held-out split, and the base model
+on a capability that no eval stage scored yet. Every cell is measured on the same held-out
+examples (the prepare stage's ``eval.jsonl``). It writes ``reports/scorecard/``: ``scorecard.md``
+(a markdown table), ``scorecard.png`` (grouped bars), ``loss_curves.png`` (each train stage's loss
+from dvclive), and ``metrics.json`` for ``dvc metrics show``. A row per model and capability is
+appended to ``results/scorecard.csv``.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from nexus import capabilities, paths, results
-from nexus.atomic import write_json_atomic, write_text_atomic
-from nexus.config import Params, capability_params
-from nexus.examples import capability_examples
+from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from nexus.config import Params
+from nexus.evaluate import score_examples
+from nexus.loading import load_model, load_tokenizer
+from nexus.prepare import PreparedSplit, read_split
 
 log = logging.getLogger(__name__)
 
-MERGED_DIR = Path("models/merged")
+
+def read_eval_metrics(eval_dir: Path, capability: str) -> dict[str, Any] | None:
+    """The eval stage's ``metrics.json`` of a capability, or None when it has not run."""
+    path = eval_dir / capability / "metrics.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def candidate_models(params: Params, models_dir: Path = Path("models/capabilities"),
-                     merged_dir: Path = MERGED_DIR) -> dict[str, Path]:
-    """Models to score, in display order: base, each trained capability, merged (if present)."""
-    models: dict[str, Path] = {"base": Path(params.base.model)}
-    for name in params.capabilities:
-        folder = models_dir / name
-        if (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file():
-            models[name] = folder
+def _score(path: Path, splits: dict[str, PreparedSplit]) -> dict[str, dict[str, float]]:
+    """Load one model once and score it on each split's held-out examples."""
+    started = time.perf_counter()
+    model, tokenizer = load_model(path), load_tokenizer(path)
+    scores = {name: score_examples(model, tokenizer, name, split.eval, split.settings)[0]
+              for name, split in splits.items()}
+    log.info("scored %s on %d capabilities in %.0f s", path, len(splits), time.perf_counter() - started)
+    return scores
+
+
+def build_scorecard(params: Params, prepared_dir: Path, eval_dir: Path, merged_dir: Path,
+                    models_dir: Path) -> dict[str, Any]:
+    """``{"metrics": {model: {cap: value}}, "details": ..., "notes": [...]}``: eval's figures for the
+    base and each capability model, the merged model (and unevaluated capabilities) scored here."""
+    splits = {name: read_split(prepared_dir / name) for name in params.capabilities}
+    details: dict[str, dict[str, dict[str, float]]] = {"base": {}}
+    models = {"base": str(params.base.model)}
+    notes, unscored = [], {}
+    for name in splits:
+        evaluated = read_eval_metrics(eval_dir, name)
+        if evaluated is None:
+            unscored[name] = splits[name]
+            notes.append(f"{name}: not trained and evaluated yet (base score only)")
+            continue
+        details["base"][name] = evaluated["base"]
+        details[name] = {name: evaluated["trained"]}
+        models[name] = str(models_dir / name)
+    if unscored:
+        details["base"].update(_score(Path(params.base.model), unscored))
     if (merged_dir / "config.json").is_file():
-        models["merged"] = merged_dir
-    return models
-
-
-def build_scorecard(params: Params, models: dict[str, Path], eval_size: int,
-                    organized_dir: Path = paths.ORGANIZED_DIR) -> dict[str, Any]:
-    """Score every model on every capability; ``{"metrics": {model: {cap: value}}, ...}``."""
-    from nexus.evaluate import score_examples
-    from nexus.loading import load_model, load_tokenizer
-
-    held_out: dict[str, list[capabilities.Example]] = {}
-    for name in params.capabilities:
-        cap = capability_params(params, name)
-        data = capability_examples(name, params, organized_dir)
-        held_out[name] = data.eval[:eval_size]
-    table: dict[str, dict[str, float]] = {}
-    details: dict[str, dict[str, dict[str, float]]] = {}
-    for label, path in models.items():
-        started = time.perf_counter()
-        model, tokenizer = load_model(path), load_tokenizer(path)
-        table[label], details[label] = {}, {}
-        for name, examples in held_out.items():
-            module = capabilities.load(name)
-            scores, _ = score_examples(model, tokenizer, name, examples, capability_params(params, name))
-            table[label][name] = scores.get(module.METRIC, 0.0)
-            details[label][name] = scores
-        log.info("scored %s on %d capabilities in %.0f s", label, len(held_out), time.perf_counter() - started)
-        del model
-    metric_names = {name: capabilities.load(name).METRIC for name in held_out}
+        details["merged"] = _score(merged_dir, splits)
+        models["merged"] = str(merged_dir)
+    metric_names = {name: capabilities.load(name).METRIC for name in splits}
+    table = {label: {cap: scores.get(metric_names[cap], 0.0) for cap, scores in row.items()}
+             for label, row in details.items()}
     return {"metrics": table, "details": details, "metric_names": metric_names,
-            "n": {name: len(examples) for name, examples in held_out.items()},
-            "models": {label: str(path) for label, path in models.items()}}
+            "n": {name: len(split.eval) for name, split in splits.items()}, "models": models, "notes": notes}
 
 
 def markdown(card: dict[str, Any]) -> str:
@@ -74,19 +81,21 @@ def markdown(card: dict[str, Any]) -> str:
     caps = list(card["metric_names"])
     header = "| model | " + " | ".join(f"{c} ({card['metric_names'][c]}, n={card['n'][c]})" for c in caps) + " |"
     lines = ["# Nexus scorecard", "",
-             "Each capability's own held-out metric, greedy decoding; higher is better. Bold: better than base.",
+             "Each capability's own held-out metric, greedy decoding; higher is better. Bold: better than base. "
+             "A capability model is scored on its own capability (by its eval stage); the merged model on all.",
              "", header, "|" + " --- |" * (len(caps) + 1)]
     base = card["metrics"].get("base", {})
     for label, row in card["metrics"].items():
         cells = []
         for cap in caps:
             value = row.get(cap)
-            text = "n/a" if value is None else f"{value:.3f}"
+            text = "–" if value is None else f"{value:.3f}"
             if label != "base" and value is not None and value > base.get(cap, value):
                 text = f"**{text}**"
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Models: " + ", ".join(f"{k} = `{v}`" for k, v in card["models"].items()), ""]
+    lines += [f"Note: {note}" for note in card.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -102,7 +111,7 @@ def plot_scores(card: dict[str, Any], out: Path) -> None:
     width = 0.8 / max(len(labels), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(caps)), 4))
     for i, label in enumerate(labels):
-        values = [card["metrics"][label].get(c, 0.0) for c in caps]
+        values = [card["metrics"][label].get(c, float("nan")) for c in caps]  # nan: no bar
         ax.bar([x + i * width for x in range(len(caps))], values, width, label=label)
     ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(caps))])
     ax.set_xticklabels([f"{c}\n({card['metric_names'][c]})" for c in caps])
@@ -115,7 +124,7 @@ def plot_scores(card: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_losses(capability_names: list[str], out: Path) -> bool:
+def plot_losses(capability_names: list[str], out: Path, train_dir: Path = paths.REPORTS_DIR / "train") -> bool:
     """Loss curves of the train stages (dvclive's ``loss.tsv``) in one PNG; False when none exist."""
     import matplotlib
 
@@ -125,7 +134,7 @@ def plot_losses(capability_names: list[str], out: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
     for name in capability_names:
-        tsv = paths.train_report_dir(name) / "plots" / "metrics" / "loss.tsv"
+        tsv = train_dir / name / "plots" / "metrics" / "loss.tsv"
         if not tsv.is_file():
             continue
         with tsv.open(encoding="utf-8") as f:
@@ -143,17 +152,18 @@ def plot_losses(capability_names: list[str], out: Path) -> bool:
     return drawn
 
 
-def run_report(params: Params, out_dir: str | Path, eval_size: int) -> dict[str, Any]:
+def run_report(params: Params, out_dir: str | Path, models_dir: Path = Path("models/capabilities"),
+               merged_dir: Path = Path("models/merged"), prepared_dir: Path = paths.PREPARED_DIR,
+               eval_dir: Path = paths.REPORTS_DIR / "eval",
+               train_dir: Path = paths.REPORTS_DIR / "train") -> dict[str, Any]:
     """Build, write and record the scorecard; returns it."""
-    from nexus.atomic import atomic_dir
-
-    card = build_scorecard(params, candidate_models(params), eval_size)
+    card = build_scorecard(params, Path(prepared_dir), Path(eval_dir), Path(merged_dir), Path(models_dir))
     with atomic_dir(out_dir) as tmp:
         write_json_atomic(card["metrics"], tmp / "metrics.json")
         write_json_atomic(card, tmp / "scorecard.json")
         write_text_atomic(markdown(card), tmp / "scorecard.md")
         plot_scores(card, tmp / "scorecard.png")
-        plot_losses(list(params.capabilities), tmp / "loss_curves.png")
+        plot_losses(list(params.capabilities), tmp / "loss_curves.png", Path(train_dir))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     for label, row in card["metrics"].items():
         for cap, value in row.items():

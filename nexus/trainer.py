@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from nexus import methods, paths, registry, results
-from nexus.config import CapabilityParams, Params, capability_params
+from nexus.checkpoints import clear_checkpoints, find_resume_checkpoint
+from nexus.config import CapabilityParams, Params
+from nexus.controller import TrainingController
 from nexus.device import DeviceProfile
-from nexus.examples import ExampleSet, capability_examples
+from nexus.loading import load_model, load_tokenizer, long_context_overrides
 from nexus.methods import TrainContext
+from nexus.methods.rewards import reward_of
+from nexus.methods.rows import MethodRows, check_method_data, prepare_rows
+from nexus.modality import missing_message
+from nexus.prepare import PreparedSplit, split_for
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +49,6 @@ def check_modalities(capability: str, modality_file: str | Path) -> None:
     Raises:
         CapabilityUnavailableError: a required modality is missing.
     """
-    from nexus.modality import missing_message
-
     report = json.loads(Path(modality_file).read_text(encoding="utf-8"))
     message = missing_message(report, registry.CAPABILITIES[capability].modalities, capability)
     if message:
@@ -69,23 +73,16 @@ def trainable_summary(model: Any) -> str:
     )
 
 
-def schedule_of(cap: CapabilityParams, params: Params, data: ExampleSet) -> dict[str, Any]:
+def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> dict[str, Any]:
     """What defines a run's schedule; a resume refuses when any of it changed."""
     keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
-            "base_model": params.base.model, "data": data.fingerprint}
+            "base_model": params.base.model, "data": split.fingerprint}
 
 
-def drop_long(examples: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list, int]:
-    """Keep examples whose full chat rendering fits ``max_length`` tokens; count the others."""
-    from nexus.chat import token_ids
-
-    kept = [example for example in examples if len(token_ids(example, tokenizer)) <= max_length]
-    return kept, len(examples) - len(kept)
-
-
-def _training_args(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile) -> dict:
+def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile) -> dict:
+    """The ``TrainingArguments`` keywords every method shares (method configs add their own)."""
     return {
         "output_dir": str(ckpt_dir),
         "num_train_epochs": cap.epochs,
@@ -111,8 +108,9 @@ def _training_args(cap: CapabilityParams, params: Params, ckpt_dir: Path, profil
     }
 
 
-def _apply_adapter(model: Any, cap: CapabilityParams) -> Any:
-    """LoRA on every linear layer (QLoRA: on the 4-bit base, prepared for k-bit training)."""
+def apply_adapter(model: Any, cap: CapabilityParams) -> Any:
+    """LoRA on every linear layer (QLoRA: on the 4-bit base, prepared for k-bit training); the
+    model itself for ``adapter: full``."""
     if cap.adapter == "full":
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -124,10 +122,8 @@ def _apply_adapter(model: Any, cap: CapabilityParams) -> Any:
     return get_peft_model(model, config)
 
 
-def _load_start_model(cap: CapabilityParams, profile: DeviceProfile) -> Any:
-    """The start model, 4-bit for QLoRA, with RoPE scaled for ``long_context``."""
-    from nexus.loading import load_model, long_context_overrides
-
+def load_start_model(cap: CapabilityParams, profile: DeviceProfile) -> Any:
+    """The start model (``init_from``), 4-bit for QLoRA, with RoPE scaled for ``long_context``."""
     overrides = long_context_overrides(cap.init_from, cap.long_context) if cap.long_context else {}
     model = load_model(cap.init_from, quantize_4bit=cap.adapter == "qlora", config_overrides=overrides)
     return model if cap.adapter == "qlora" else model.to(profile.device)
@@ -145,6 +141,121 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+@dataclass
+class _Run:
+    """What one training run is made of, gathered before the trainer starts."""
+
+    capability: str
+    cap: CapabilityParams
+    method: methods.Method
+    split: PreparedSplit
+    profile: DeviceProfile
+    rows: MethodRows
+    ckpt_dir: Path
+    resume: Path | None
+    schedule: dict[str, Any]
+
+
+def _resolve_method(capability: str, cap: CapabilityParams) -> methods.Method:
+    try:
+        return methods.resolve(cap.method)
+    except KeyError as err:
+        raise CapabilityUnavailableError(f"params.yaml capabilities.{capability}.method: {err.args[0]}") from err
+
+
+def _log_split(split: PreparedSplit) -> None:
+    dropped = split.dropped
+    log.info("%s: %s records kept, %d held out for eval, %d training examples; dropped: %s",
+             split.capability, split.stats.get("kept", "?"), len(split.eval), len(split.train),
+             dropped or "none")
+    if not split.train:
+        raise CapabilityUnavailableError(
+            f"capability '{split.capability}': no training example fits max_length="
+            f"{split.settings.max_length}; raise capabilities.{split.capability}.max_length in params.yaml")
+
+
+def _summary(run: _Run, trainer: Any, output: Any, elapsed: float, params: Params) -> dict[str, Any]:
+    """The run's figures: steps, losses, examples, throughput (the run card and results row)."""
+    method, cap, rows = run.method, run.cap, run.rows
+    train_rows = run.split.train
+    # real (non-padding) tokens seen: TRL's SFT count, the Trainer's own, or TRL's logged num_tokens
+    logged = next((float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0)
+    tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or logged)
+    return {
+        "capability": run.capability,
+        "method": method.name,
+        "adapter": cap.adapter,
+        "steps": trainer.state.global_step,
+        "train_loss": round(float(output.training_loss), 4),
+        "final_loss": round(float(next((h["loss"] for h in reversed(trainer.state.log_history)
+                                        if "loss" in h), float("nan"))), 4),
+        "train_examples": len(rows.rows) if method.record_kind else len(train_rows),
+        "eval_examples": len(run.split.eval),
+        "runtime_s": round(elapsed, 1),
+        "tokens_per_s": round(tokens / elapsed, 1) if elapsed else 0.0,
+        "quick": cap.quick,
+        "base_model": params.base.model,
+        "data_fingerprint": run.split.fingerprint,
+    }
+
+
+def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], params: Params,
+          out_dir: str | Path) -> Path:
+    """Write the adapter (or full model), tokenizer and run card as one atomic step."""
+    from nexus.atomic import atomic_dir, write_json_atomic
+
+    cap, rows = run.cap, run.rows
+    card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
+            "dropped": run.split.dropped, "data_files": run.split.stats.get("files", []),
+            "method_data": {"source": rows.source, "rows": len(rows.rows)},
+            "library": run.method.library, "versions": _library_versions()}
+    if rows.held_out:  # safety prompts the eval stage scores (never trained on)
+        card["held_out_prompts"] = rows.held_out
+    # A chained or long-context LoRA is saved merged into its start model: one full model whose
+    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
+    chained = cap.init_from != params.base.model  # starts from another capability's output
+    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
+    final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        final.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(card, tmp / "run_card.json")
+    return out
+
+
+def _plan_run(capability: str, params: Params, organized_dir: str | Path, modality_file: str | Path,
+              prepared_dir: str | Path | None) -> _Run:
+    """Everything checked and read before a model loads: method, modalities, data, checkpoint."""
+    split = split_for(capability, params, prepared_dir, organized_dir)
+    cap = split.settings
+    method = _resolve_method(capability, cap)
+    check_modalities(capability, modality_file)
+    found = check_method_data(method, capability, organized_dir)  # fails before any model loads
+    _log_split(split)
+    schedule = schedule_of(cap, params, split)
+    ckpt_dir = paths.checkpoint_dir(capability)
+    return _Run(capability, cap, method, split, DeviceProfile.detect(), found, ckpt_dir,
+                find_resume_checkpoint(ckpt_dir, schedule), schedule)
+
+
+def _train(run: _Run, trainer: Any, controller: TrainingController) -> tuple[Any, float]:
+    """Run the trainer under the controller's signal handlers; exit 143 after SIGTERM."""
+    controller.install_signal_handlers()
+    started = time.perf_counter()
+    try:
+        if run.resume:
+            log.info("resuming from %s", run.resume)
+        output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    finally:
+        controller.restore_signal_handlers()
+    if controller.stopped_by_signal:
+        log.info("stopped by SIGTERM at step %d; checkpoint in %s; rerun the stage to resume",
+                 trainer.state.global_step, run.ckpt_dir)
+        sys.exit(EXIT_TERMINATED)
+    return output, time.perf_counter() - started
+
+
 def run_capability(
     capability: str,
     params: Params,
@@ -152,8 +263,13 @@ def run_capability(
     organized_dir: str | Path = paths.ORGANIZED_DIR,
     modality_file: str | Path = paths.MODALITY_FILE,
     report_dir: str | Path | None = None,
+    prepared_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one capability and save its adapter (or full model), tokenizer and run card.
+
+    Args:
+        prepared_dir: the prepare stage's folder (examples, split and resolved settings); without
+            it the split is built in memory from ``params`` (see :func:`nexus.prepare.split_for`).
 
     Returns:
         The run's summary (also written to ``<out_dir>/run_card.json`` and ``results/training.csv``).
@@ -168,103 +284,32 @@ def run_capability(
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
-    from nexus.atomic import atomic_dir, write_json_atomic
-    from nexus.checkpoints import clear_checkpoints, find_resume_checkpoint
-    from nexus.controller import TrainingController
-    from nexus.loading import load_tokenizer
-    from nexus.methods.rewards import reward_of
-    from nexus.methods.rows import check_method_data, prepare_rows
-
-    cap = capability_params(params, capability)
-    try:
-        method = methods.resolve(cap.method)
-    except KeyError as err:
-        raise CapabilityUnavailableError(f"params.yaml capabilities.{capability}.method: {err.args[0]}") from err
-    check_modalities(capability, modality_file)
-    found = check_method_data(method, capability, organized_dir)  # fails before any model loads
+    run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir)
+    cap = run.cap
     torch.manual_seed(params.base.seed)
-    profile = DeviceProfile.detect()
-    data = capability_examples(capability, params, organized_dir)
     tokenizer = load_tokenizer(params.base.model)
-    train_rows, too_long = drop_long(data.train, tokenizer, cap.max_length)
-    log.info("%s: %d records kept, %d held out for eval, %d training examples, %d dropped as longer "
-             "than max_length=%d; dropped while formatting: %s", capability, data.kept, len(data.eval),
-             len(train_rows), too_long, cap.max_length, dict(data.dropped) or "none")
-    if not train_rows:
-        raise CapabilityUnavailableError(
-            f"capability '{capability}': no training example fits max_length={cap.max_length}; "
-            f"raise capabilities.{capability}.max_length in params.yaml"
-        )
-    schedule = schedule_of(cap, params, data)
-    ckpt_dir = paths.checkpoint_dir(capability)
-    resume = find_resume_checkpoint(ckpt_dir, schedule)
-    chained = cap.init_from != params.base.model  # starts from another capability's output
-    start_model = _load_start_model(cap, profile)
-    rows = prepare_rows(method, found, capability, cap, start_model, tokenizer, train_rows, params.base.seed)
-    model = _apply_adapter(start_model, cap)
+    start_model = load_start_model(cap, run.profile)
+    run.rows = prepare_rows(run.method, run.rows, capability, cap, start_model, tokenizer, run.split.train,
+                            params.base.seed)
+    model = apply_adapter(start_model, cap)
     log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
-             method.name, method.library, cap.adapter, cap.init_from, profile.device, profile.bf16,
-             profile.model_loss)
-
+             run.method.name, run.method.library, cap.adapter, cap.init_from, run.profile.device,
+             run.profile.bf16, run.profile.model_loss)
     report = Path(report_dir) if report_dir else paths.train_report_dir(capability)
-    live = Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=resume is not None)
-    controller = TrainingController(params.controller, schedule, logger=log)
-    trainer = method.build(TrainContext(
+    live = Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=run.resume is not None)
+    controller = TrainingController(params.controller, run.schedule, logger=log)
+    trainer = run.method.build(TrainContext(
         capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params,
-        args=_training_args(cap, params, ckpt_dir, profile), callbacks=[controller, DVCLiveCallback(live=live)],
-        profile=profile, examples=train_rows, rows=rows.rows, reward=reward_of(capability)))
-    controller.install_signal_handlers()
-    started = time.perf_counter()
-    try:
-        if resume:
-            log.info("resuming from %s", resume)
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finally:
-        controller.restore_signal_handlers()
-    if controller.stopped_by_signal:
-        log.info("stopped by SIGTERM at step %d; checkpoint in %s; rerun the stage to resume",
-                 trainer.state.global_step, ckpt_dir)
-        sys.exit(EXIT_TERMINATED)
-    elapsed = time.perf_counter() - started
-    # real (non-padding) tokens seen: TRL's SFT count, the Trainer's own, or TRL's logged num_tokens
-    logged = next((float(h["num_tokens"]) for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0)
-    tokens = int(getattr(trainer, "_total_train_tokens", 0) or trainer.state.num_input_tokens_seen or logged)
-    summary = {
-        "capability": capability,
-        "method": method.name,
-        "adapter": cap.adapter,
-        "steps": trainer.state.global_step,
-        "train_loss": round(float(output.training_loss), 4),
-        "final_loss": round(float(next((h["loss"] for h in reversed(trainer.state.log_history)
-                                        if "loss" in h), float("nan"))), 4),
-        "train_examples": len(rows.rows) if method.needs != "examples" else len(train_rows),
-        "eval_examples": len(data.eval),
-        "runtime_s": round(elapsed, 1),
-        "tokens_per_s": round(tokens / elapsed, 1) if elapsed else 0.0,
-        "quick": cap.quick,
-        "base_model": params.base.model,
-        "data_fingerprint": data.fingerprint,
-    }
+        args=training_arguments(cap, params, run.ckpt_dir, run.profile),
+        callbacks=[controller, DVCLiveCallback(live=live)], profile=run.profile, examples=run.split.train,
+        rows=run.rows.rows, reward=reward_of(capability)))
+    output, elapsed = _train(run, trainer, controller)
+    summary = _summary(run, trainer, output, elapsed, params)
     for key in ("train_loss", "final_loss", "steps", "runtime_s", "tokens_per_s"):
         live.summary[key] = summary[key]
     live.make_summary()
-
-    out = Path(out_dir)
-    card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(profile),
-            "dropped": {**data.dropped, f"longer than max_length={cap.max_length}": too_long},
-            "data_files": data.files, "method_data": {"source": rows.source, "rows": len(rows.rows)},
-            "library": method.library, "versions": _library_versions()}
-    if rows.held_out:  # safety prompts the eval stage scores (never trained on)
-        card["held_out_prompts"] = rows.held_out
-    # A chained or long-context LoRA is saved merged into its start model: one full model whose
-    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
-    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
-    final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
-    with atomic_dir(out) as tmp:
-        final.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json_atomic(card, tmp / "run_card.json")
-    clear_checkpoints(ckpt_dir)
+    out = _save(run, trainer, tokenizer, summary, params, out_dir)
+    clear_checkpoints(run.ckpt_dir)
     results.append_row("training", {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
     log.info("saved %s: %s", out, json.dumps(summary))
     return summary

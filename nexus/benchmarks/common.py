@@ -1,4 +1,7 @@
-"""Helpers shared by the benchmarks: where the data lies, token batching with left padding.
+"""Helpers shared by the benchmarks: where the data lies, prompt encoding, the model's device.
+
+Batching with left padding lives in :mod:`nexus.generation.batch`, the context length in
+:mod:`nexus.generation.limits`.
 
 Nothing here imports torch at module import time (``nexus --help`` loads the registry).
 """
@@ -6,12 +9,12 @@ Nothing here imports torch at module import time (``nexus --help`` loads the reg
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "NEXUS_BENCHMARK_DATA"
+DEFAULT_CONTEXT = 2048  # tokens assumed when the model's config names no context length
 
 
 class BenchmarkError(ValueError):
@@ -35,12 +38,6 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def model_context_length(model: Any, default: int = 2048) -> int:
-    """The most positions the model takes (``max_position_embeddings``), or ``default``."""
-    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else default
-
-
 def encode(tokenizer: Any, text: str, max_tokens: int | None = None) -> list[int]:
     """Token ids of ``text`` (the tokenizer's own special-token default, as lm-eval does),
     left-truncated to the last ``max_tokens`` ids when longer."""
@@ -48,32 +45,6 @@ def encode(tokenizer: Any, text: str, max_tokens: int | None = None) -> list[int
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[-max_tokens:]
     return ids
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any = None) -> dict[str, Any]:
-    """``input_ids``, ``attention_mask`` and ``position_ids`` tensors for rows padded on the left.
-
-    Position ids count real tokens only, so a padded row sees the same positions as it would alone.
-    """
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-    return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to waste little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), max(batch_size, 1)):
-        yield order[start:start + batch_size]
 
 
 def prepare_model(model: Any) -> Any:

@@ -21,15 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nexus.benchmarks.common import (
-    REPO_ROOT,
-    data_dir,
-    encode,
-    left_pad,
-    length_sorted_batches,
-    model_context_length,
-    require_file,
-)
+from nexus.benchmarks.common import DEFAULT_CONTEXT, REPO_ROOT, data_dir, encode, require_file
+from nexus.generation.batch import generate_rows
+from nexus.generation.limits import context_length
 
 log = logging.getLogger(__name__)
 
@@ -126,31 +120,22 @@ def run(model: Any, tokenizer: Any, limit: int | None = None, *, data: str | os.
     Returns ``{"metrics", "n", "config", "examples"}``; each example holds the question, gold
     number, raw output and both predictions.
     """
-    import torch
-
     limit = DEFAULT_LIMIT if limit is None else limit
     records = load_records(questions_file(data), limit or None)
     shots_path = require_file(Path(shots_file), "GSM8K few-shot file")
     shots = load_records(shots_path, num_fewshot) if num_fewshot else []
     if len(shots) < num_fewshot:
         raise ValueError(f"{shots_file} has {len(shots)} records, fewer than num_fewshot={num_fewshot}")
-    budget = max(model_context_length(model) - max_new_tokens, 1)
+    budget = max(context_length(model, DEFAULT_CONTEXT) - max_new_tokens, 1)
     prompts = [encode(tokenizer, build_prompt(r["question"], shots), budget) for r in records]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[str] = [""] * len(records)
     start = time.monotonic()
-    for done, batch in enumerate(length_sorted_batches([len(p) for p in prompts], batch_size), 1):
-        inputs = left_pad([prompts[i] for i in batch], pad_id, model.device)
-        inputs.pop("position_ids")  # generate derives them from the attention mask
-        with torch.inference_mode():
-            ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 stop_strings=list(STOP_STRINGS), tokenizer=tokenizer,
-                                 pad_token_id=pad_id)
-        texts = tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        for i, text in zip(batch, texts, strict=True):
-            outputs[i] = cut_at_stop(text)
-        log.info("gsm8k: %d/%d questions (%.0f s)", min(done * batch_size, len(records)), len(records),
-                 time.monotonic() - start)
+
+    def progress(done: int) -> None:
+        log.info("gsm8k: %d/%d questions (%.0f s)", done, len(records), time.monotonic() - start)
+
+    new = generate_rows(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size,
+                        stop_strings=STOP_STRINGS, length_sorted=True, cut=False, progress=progress)
+    outputs = [cut_at_stop(text) for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return score(records, outputs, config={"num_fewshot": num_fewshot, "max_new_tokens": max_new_tokens,
                                            "shots_file": _relative(Path(shots_file)), "limit": limit})
 

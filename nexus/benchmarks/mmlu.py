@@ -34,15 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nexus.benchmarks.common import (
-    BenchmarkError,
-    data_dir,
-    encode,
-    left_pad,
-    length_sorted_batches,
-    model_context_length,
-    require_file,
-)
+from nexus.benchmarks.common import DEFAULT_CONTEXT, BenchmarkError, data_dir, encode, require_file
+from nexus.generation.batch import left_pad, length_sorted_batches
+from nexus.generation.limits import context_length, padding_id
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +133,9 @@ def run(model: Any, tokenizer: Any, limit: int | None = None, *, data: str | os.
             prompts.append(build_prompt(subject, shots, row))
 
     letter_ids = letter_token_ids(tokenizer)
-    budget = model_context_length(model) - 1
+    budget = context_length(model, DEFAULT_CONTEXT) - 1
     encoded = [encode(tokenizer, p, budget) for p in prompts]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     logprobs: list[list[float]] = [[] for _ in items]
     start = time.monotonic()
     for done, batch in enumerate(length_sorted_batches([len(e) for e in encoded], batch_size), 1):

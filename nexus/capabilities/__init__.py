@@ -7,6 +7,7 @@ trainer and evaluator never branch on the capability name.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any, Protocol, TypedDict
 
 
@@ -40,7 +41,8 @@ class CapabilityModule(Protocol):
     # Optional: ``REWARD_KEYS``, the scores whose mean is the verifiable reward of grpo and ppo
     # (default: METRIC alone).
     # Optional: ``generate(model, tokenizer, examples, max_new_tokens) -> list[str]`` replaces the
-    # shared greedy generation of :func:`nexus.evaluate.generate` (e.g. thinking-budget forcing).
+    # shared greedy generation of :func:`nexus.generation.batch.generate_examples` (e.g.
+    # thinking-budget forcing).
 
 
 class SkipRecord(ValueError):
@@ -50,3 +52,12 @@ class SkipRecord(ValueError):
 def load(name: str) -> CapabilityModule:
     """Import ``nexus.capabilities.<name>``."""
     return importlib.import_module(f"{__name__}.{name}")  # type: ignore[return-value]
+
+
+def formats_of(name: str) -> frozenset[str]:
+    """The detected formats (:mod:`nexus.formats` rule names) a capability has a formatter for:
+    the organizer routes a file to a capability exactly when its format is one of these.
+    A capability without a module yet (not implemented) has none."""
+    if importlib.util.find_spec(f"{__name__}.{name}") is None:
+        return frozenset()
+    return frozenset(load(name).FORMATTERS)

@@ -1,11 +1,31 @@
-"""Record parsers shared by several capabilities' formatters."""
+"""Record helpers shared by several capabilities' formatters (chat records: :mod:`nexus.conversations`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from nexus.capabilities import SkipRecord
-from nexus.capabilities._answers import strip_calculator
+from nexus.capabilities.answers import strip_calculator
+from nexus.conversations import ConversationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def formatter(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` with a record the conversation layer refuses (:class:`ConversationError`) raised as
+    :class:`SkipRecord`, with the same reason."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ConversationError as error:
+            raise SkipRecord(str(error)) from error
+
+    return wrapped
 
 
 def split_gsm8k(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -23,16 +43,3 @@ def split_gsm8k(record: dict[str, Any]) -> tuple[str, str, str]:
         raise SkipRecord("empty final answer after '####'")
     return question.strip(), strip_calculator(steps).strip(), final
 
-
-def sharegpt_question_and_reply(record: dict[str, Any]) -> tuple[str, str]:
-    """The first user question and the first assistant reply of ShareGPT ``conversations``.
-
-    Raises:
-        SkipRecord: either is missing.
-    """
-    turns = record.get("conversations") or []
-    user = next((t.get("value") for t in turns if t.get("from") in ("user", "human")), None)
-    reply = next((t.get("value") for t in turns if t.get("from") in ("assistant", "gpt")), None)
-    if not isinstance(user, str) or not isinstance(reply, str):
-        raise SkipRecord("no user question and assistant reply in conversations")
-    return user, reply

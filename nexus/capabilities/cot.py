@@ -18,8 +18,9 @@ import re
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
-from nexus.capabilities._answers import answers_match, extract_answer
-from nexus.capabilities._records import sharegpt_question_and_reply, split_gsm8k
+from nexus.capabilities._records import formatter, split_gsm8k
+from nexus.capabilities.answers import extract_answer, gsm8k_answer_matches
+from nexus.conversations import first_exchange, record_turns
 
 METRIC = "accuracy"
 REWARD_KEYS = ("accuracy", "answer_format")  # grpo / ppo reward: the mean of these shares
@@ -43,9 +44,10 @@ def format_gsm8k(record: dict[str, Any]) -> Example:
     return _example(*split_gsm8k(record))
 
 
+@formatter
 def format_openthoughts(record: dict[str, Any]) -> Example:
     """OpenThoughts ``conversations`` (thought + solution markers) -> reasoning + final answer."""
-    user, reply = sharegpt_question_and_reply(record)
+    user, reply = first_exchange(record_turns(record))
     thought = _THOUGHT.search(reply)
     solution = _SOLUTION.search(reply)
     if not thought or not solution:
@@ -65,6 +67,6 @@ _FINAL_LINE = re.compile(r"final answer is\s*\S", re.IGNORECASE)
 def score(generated: str, example: Example) -> dict[str, float]:
     """``accuracy``: the final answer equals the reference; ``answer_format``: a final-answer line exists."""
     return {
-        METRIC: float(answers_match(generated, example["reference"])),
+        METRIC: float(gsm8k_answer_matches(generated, example["reference"])),
         "answer_format": float(bool(_FINAL_LINE.search(generated))),
     }

@@ -5,7 +5,7 @@ NuminaMath, MATH and most math reasoning evaluations; :mod:`nexus.capabilities.c
 final answer is N." instead), and scores final-answer accuracy on a held-out split (greedy
 generation). Answers are compared after normalization: numbers with commas, ``$`` or ``%``,
 decimals and fractions (``0.5 == 1/2 == \\frac{1}{2} == \\dfrac12``), and presentation-only LaTeX
-(``\\left( \\right)``, ``\\text{}``, spacing); see :func:`nexus.capabilities._answers.canonical_answer`.
+(``\\left( \\right)``, ``\\text{}``, spacing); see :func:`nexus.capabilities.answers.canonical_answer`.
 
 Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
-from nexus.capabilities._answers import answer_matches, canonical_answer, last_boxed
 from nexus.capabilities._records import split_gsm8k
+from nexus.capabilities.answers import boxed_answer_matches, canonical_answer, last_boxed
 
 METRIC = "accuracy"
 REWARD_KEYS = ("accuracy", "boxed")  # grpo / ppo reward: the mean of these shares
@@ -66,6 +66,6 @@ def score(generated: str, example: Example) -> dict[str, float]:
     """``accuracy``: the final answer (last ``\\boxed{}``, else the extracted one) equals the
     reference after normalization; ``boxed``: the output has a ``\\boxed{}`` answer."""
     return {
-        METRIC: float(answer_matches(generated, example["reference"])),
+        METRIC: float(boxed_answer_matches(generated, example["reference"])),
         "boxed": float(last_boxed(generated) is not None),
     }

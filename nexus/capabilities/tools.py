@@ -50,6 +50,8 @@ from collections import Counter
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
+from nexus.capabilities._records import formatter
+from nexus.conversations import Turn, as_calls, record_tools, record_turns, with_system
 
 METRIC = "exact_match"
 REWARD_KEYS = ("exact_match", "name_match", "valid_json")  # grpo / ppo reward: the mean of these shares
@@ -65,50 +67,9 @@ _HINT = re.compile(r"\s*(\w+)\s*(?:\[(.*)\])?\s*")
 _OPTIONAL = re.compile(r",\s*optional\s*$", re.IGNORECASE)
 _FENCE = re.compile(r"```[\w-]*\s*(.*?)\s*```", re.DOTALL)
 _TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-SHAREGPT_ROLES = {
-    "system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-    "function_call": "call", "tool_call": "call", "tool_calls": "call",
-    "observation": "tool", "tool": "tool", "function": "tool", "ipython": "tool",
-}
 
 
 # --- calls -----------------------------------------------------------------------------------
-
-
-def _json_value(value: Any) -> Any:
-    """``value`` decoded when it is a JSON string (xLAM and LLaMA-Factory store lists as text)."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def as_call(obj: Any) -> dict[str, Any] | None:
-    """One call as ``{"name": str, "arguments": dict}``, or None when ``obj`` is not a call.
-
-    Accepts ``{"name", "arguments"}`` (``arguments`` may be a JSON string, ``parameters`` is an
-    alias, missing means none) and OpenAI's ``{"type": "function", "function": {...}}``.
-    """
-    if not isinstance(obj, dict):
-        return None
-    if isinstance(obj.get("function"), dict) and "name" not in obj:
-        obj = obj["function"]
-    name = obj.get("name")
-    args = obj.get("arguments", obj.get("parameters", {}))
-    args = {} if args is None or args == "" else _json_value(args)
-    if not isinstance(name, str) or not name.strip() or not isinstance(args, dict):
-        return None
-    return {"name": name.strip(), "arguments": args}
-
-
-def as_calls(value: Any) -> list[dict[str, Any]] | None:
-    """A call or list of calls (possibly JSON text) as a list of calls; None if any is not a call."""
-    value = _json_value(value)
-    items = value if isinstance(value, list) else [value]
-    calls = [as_call(item) for item in items]
-    return None if any(c is None for c in calls) else calls  # type: ignore[return-value]
 
 
 def canonical_calls(calls: list[dict[str, Any]]) -> str:
@@ -261,12 +222,10 @@ def normalize_tool(tool: Any) -> dict[str, Any]:
                                              "parameters": parameters}}
 
 
-def _tools(value: Any) -> list[dict[str, Any]]:
-    tools = _json_value(value)
+def _tools(record: dict[str, Any]) -> list[dict[str, Any]]:
+    tools = record_tools(record)
     if not tools:
         raise SkipRecord("no tools list (the schemas the calls need)")
-    if not isinstance(tools, list):
-        raise SkipRecord("tools is not a JSON list of tool schemas")
     return [normalize_tool(t) for t in tools]
 
 
@@ -287,6 +246,7 @@ def _example(prompt: list[dict[str, str]], calls: list[dict[str, Any]],
             "reference": target, "tools": tools}
 
 
+@formatter
 def format_xlam(record: dict[str, Any]) -> Example:
     """xLAM ``query``/``answers``/``tools`` (JSON strings) -> user query, canonical calls, schemas."""
     query = record.get("query")
@@ -297,101 +257,40 @@ def format_xlam(record: dict[str, Any]) -> Example:
         raise SkipRecord("answers is not a JSON list of {name, arguments} calls")
     if not calls:
         raise SkipRecord("answers holds no call (nothing to learn or score)")
-    tools = _tools(record.get("tools"))
+    tools = _tools(record)
     return _example([{"role": "user", "content": query.strip()}], _checked(calls, tools), tools)
 
 
-def _text(content: Any) -> str:
-    """Plain text of a message content: a string, or the text parts of a list of typed parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text") or p.get("value") or "") for p in content
-                       if isinstance(p, dict) and p.get("type", "text") == "text")
-    return str(content)
-
-
-def _calls_or_skip(value: Any) -> list[dict[str, Any]]:
-    calls = as_calls(value)
-    if calls is None:
-        raise SkipRecord("a tool call is not a JSON {name, arguments} object")
-    return calls
-
-
-def _turns_from_sharegpt(record: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """(role, text, calls) turns; consecutive ``function_call`` turns merge into one calling turn."""
-    turns: list[tuple[str, str, list[dict[str, Any]]]] = []
-    if isinstance(record.get("system"), str) and record["system"].strip():
-        turns.append(("system", record["system"], []))
-    conversation = _json_value(record.get("conversations"))
-    if not isinstance(conversation, list):
-        raise SkipRecord("conversations is not a list of turns")
-    for turn in conversation:
-        role = SHAREGPT_ROLES.get(str(turn.get("from")) if isinstance(turn, dict) else "")
-        if role is None:
-            raise SkipRecord("a turn has an unknown 'from' role (known: " + ", ".join(SHAREGPT_ROLES) + ")")
-        if role == "call":
-            calls = _calls_or_skip(turn.get("value"))
-            if turns and turns[-1][0] == "assistant" and turns[-1][2]:
-                turns[-1][2].extend(calls)
-            else:
-                turns.append(("assistant", "", calls))
-        else:
-            turns.append((role, _text(turn.get("value")), []))
-    return turns
-
-
-def _turns_from_messages(record: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """(role, text, calls) turns from OpenAI/TRL/LLaMA-Factory v1 messages."""
-    messages = _json_value(record.get("messages"))
-    if not isinstance(messages, list):
-        raise SkipRecord("messages is not a list of turns")
-    turns: list[tuple[str, str, list[dict[str, Any]]]] = []
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant",
-                                                                         "tool", "function", "ipython"):
-            raise SkipRecord("a message has no role among system, user, assistant, tool")
-        role = "tool" if message["role"] in ("function", "ipython") else message["role"]
-        content = message.get("content")
-        calls: list[dict[str, Any]] = []
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") in ("tool_call", "tool_use", "function_call"):
-                    calls.extend(_calls_or_skip(part.get("value", part.get("text", part))))
-        for key in ("tool_calls", "function_call"):
-            if message.get(key):
-                calls.extend(_calls_or_skip(message[key]))
-        turns.append((role, _text(content), calls))
-    return turns
-
-
-def _conversation_examples(turns: list[tuple[str, str, list[dict[str, Any]]]],
-                           tools: list[dict[str, Any]]) -> list[Example]:
+def _conversation_examples(turns: list[Turn], tools: list[dict[str, Any]]) -> list[Example]:
     examples: list[Example] = []
     history: list[dict[str, str]] = []
-    for role, text, calls in turns:
-        if role == "assistant" and calls:
+    for turn in turns:
+        if turn.role == "assistant" and turn.calls:
+            calls = list(turn.calls)
             if any(m["role"] == "user" for m in history):
                 examples.append(_example(list(history), _checked(calls, tools), tools))
             history.append({"role": "assistant", "content": canonical_calls(calls)})
         else:
-            history.append({"role": role, "content": text})
+            history.append({"role": turn.role, "content": turn.text})
     return examples
 
 
+@formatter
 def conversation_examples(record: dict[str, Any], fmt: str = "sharegpt_tools") -> list[Example]:
-    """One example per calling assistant turn of a conversation record (``sharegpt_tools`` or
-    ``messages_tools``); the formatters keep the first.
+    """One example per calling assistant turn of a conversation record; the formatters keep the first.
+
+    ``fmt`` names the detected format (``sharegpt_tools`` or ``messages_tools``); both are read by
+    :func:`nexus.conversations.record_turns`, the record's ``system`` prompt first when the
+    conversation has none.
 
     Raises:
         SkipRecord: no tool call after a user turn, no tools list, or a malformed turn.
     """
-    turns = _turns_from_sharegpt(record) if fmt == "sharegpt_tools" else _turns_from_messages(record)
-    if not any(calls for _, _, calls in turns):
+    del fmt  # one parser for every layout
+    turns = with_system(record, record_turns(record))
+    if not any(t.calls for t in turns):
         raise SkipRecord("conversation has no tool call (nothing to learn or score)")
-    examples = _conversation_examples(turns, _tools(record.get("tools")))
+    examples = _conversation_examples(turns, _tools(record))
     if not examples:
         raise SkipRecord("conversation has no tool call after a user turn")
     return examples

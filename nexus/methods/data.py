@@ -11,7 +11,8 @@ use (preference pairs, KTO labels, plain text, safety prompts) under ``method_fi
 
 A method that needs a kind the capability has no file for fails up front with
 :class:`MethodDataError`, naming the manifest and the kinds it needs, except preference methods,
-which build pairs from the capability's own examples (see :mod:`nexus.methods.pairs`).
+which build pairs from the capability's own examples (see :mod:`nexus.methods.rows`). Chat-shaped
+fields are read by :mod:`nexus.conversations`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from nexus.capabilities import SkipRecord
-from nexus.capabilities import streaming as chat_formats
+from nexus.conversations import (
+    QUERY_KEYS,
+    ConversationError,
+    chat_messages,
+    first_text,
+    prompt_messages,
+    reply_text,
+    split_conversation,
+    text_messages,
+)
 from nexus.readers import iter_records
 
 # The organizer's record kinds each method data kind is read from.
 KIND_OF_NEED = {"preference": "preference", "unpaired_preference": "unpaired_preference",
                 "text": "text", "safety_prompts": "prompt_only"}
-QUERY_KEYS = ("instruction", "prompt", "question", "query", "input")
 
 
 class MethodDataError(ValueError):
@@ -46,46 +55,20 @@ def method_files(organized_dir: str | Path, capability: str, kind: str) -> list[
 
 def _split(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """A conversation's prompt (every turn before the last assistant reply) and that reply."""
-    example = chat_formats.split_conversation(messages)
-    return example["prompt"], example["completion"]
+    prompt, reply = split_conversation(messages)
+    return prompt, _reply(reply)
 
 
 def _reply(value: Any) -> list[dict[str, str]]:
     """A chosen/rejected value (a string, a ShareGPT turn, or messages) as assistant messages."""
-    if isinstance(value, str):
-        return [{"role": "assistant", "content": value}]
-    if isinstance(value, dict):
-        text = value.get("value", value.get("content"))
-        if isinstance(text, str):
-            return [{"role": "assistant", "content": text}]
-    if isinstance(value, list):
-        return _split(chat_formats.text_messages(value))[1]
-    raise SkipRecord("chosen/rejected is neither text, a turn, nor messages")
-
-
-def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
-    """The prompt of a preference record: a conversation prefix, messages, or query text."""
-    for key in ("conversations", "messages"):
-        turns = record.get(key)
-        if isinstance(turns, list) and turns:
-            if "from" in turns[0]:  # ShareGPT: add a placeholder reply to reuse the parser
-                parsed = chat_formats.format_sharegpt({**record, key: [*turns, {"from": "gpt", "value": "."}]})
-                return parsed["prompt"]
-            return chat_formats.text_messages(turns)
-    prompt = record.get("prompt")
-    if isinstance(prompt, list):
-        return chat_formats.text_messages(prompt)
-    for key in QUERY_KEYS:
-        if isinstance(record.get(key), str) and record[key].strip():
-            return [{"role": "user", "content": record[key]}]
-    raise SkipRecord("no prompt: neither a conversation, messages nor a query key")
+    return [{"role": "assistant", "content": reply_text(value)}]
 
 
 def preference_row(record: dict[str, Any]) -> dict[str, Any]:
     """One preference record (TRL, LLaMA-Factory/ms-swift, LLaMA-Factory v1) as a TRL pair."""
     if "chosen_messages" in record:
-        prompt, chosen = _split(chat_formats.text_messages(record["chosen_messages"]))
-        _, rejected = _split(chat_formats.text_messages(record["rejected_messages"]))
+        prompt, chosen = _split(text_messages(record["chosen_messages"]))
+        _, rejected = _split(text_messages(record.get("rejected_messages")))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     rejected_key = next((k for k in ("rejected", "rejected_response", "rejected_messages") if k in record),
                         None)
@@ -93,14 +76,14 @@ def preference_row(record: dict[str, Any]) -> dict[str, Any]:
         raise SkipRecord("no rejected reply")
     chosen_value = record.get("chosen", record.get("response"))
     if isinstance(chosen_value, list) and "prompt" not in record and "conversations" not in record:
-        prompt, chosen = _split(chat_formats.text_messages(chosen_value))  # implicit prompt
-        _, rejected = _split(chat_formats.text_messages(record[rejected_key]))
+        prompt, chosen = _split(text_messages(chosen_value))  # implicit prompt
+        _, rejected = _split(text_messages(record[rejected_key]))
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-    if isinstance(record.get("conversations"), list) and chosen_value is None:  # ms-swift: reply is the last turn
-        example = chat_formats.format_sharegpt(record)
-        return {"prompt": example["prompt"], "chosen": example["completion"],
-                "rejected": _reply(record[rejected_key])}
-    return {"prompt": _prompt(record), "chosen": _reply(chosen_value), "rejected": _reply(record[rejected_key])}
+    if isinstance(record.get("conversations"), list) and chosen_value is None:  # ms-swift: the last turn
+        prompt, chosen = _split(chat_messages(record))
+        return {"prompt": prompt, "chosen": chosen, "rejected": _reply(record[rejected_key])}
+    return {"prompt": prompt_messages(record), "chosen": _reply(chosen_value),
+            "rejected": _reply(record[rejected_key])}
 
 
 def unpaired_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -109,11 +92,9 @@ def unpaired_row(record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(label, bool):
         raise SkipRecord("no boolean label / kto_tag")
     if "completion" in record:
-        completion = record["completion"]
-        return {"prompt": _prompt(record), "completion": _reply(completion), "label": label}
-    key = "messages" if "messages" in record else "conversations"
-    example = (chat_formats.format_messages if key == "messages" else chat_formats.format_sharegpt)(record)
-    return {"prompt": example["prompt"], "completion": example["completion"], "label": label}
+        return {"prompt": prompt_messages(record), "completion": _reply(record["completion"]), "label": label}
+    prompt, completion = _split(chat_messages(record))
+    return {"prompt": prompt, "completion": completion, "label": label}
 
 
 def text_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +107,10 @@ def text_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def safety_row(record: dict[str, Any], label: str) -> dict[str, Any]:
     """One safety prompt (``instruction``/``prompt``/...) with the label its file name gives."""
-    for key in QUERY_KEYS:
-        if isinstance(record.get(key), str) and record[key].strip():
-            return {"prompt": record[key].strip(), "label": label}
-    raise SkipRecord("no prompt text")
+    prompt = first_text(record, QUERY_KEYS)
+    if prompt is None:
+        raise SkipRecord("no prompt text")
+    return {"prompt": prompt.strip(), "label": label}
 
 
 def _read(entries: list[dict[str, Any]], convert: Callable[[dict[str, Any], dict[str, Any]], dict],
@@ -138,7 +119,7 @@ def _read(entries: list[dict[str, Any]], convert: Callable[[dict[str, Any], dict
         for record in iter_records(entry["path"]):
             try:
                 yield convert(record, entry)
-            except SkipRecord as reason:
+            except (SkipRecord, ConversationError) as reason:
                 key = f"{entry['path']}: {reason}"
                 dropped[key] = dropped.get(key, 0) + 1
 

@@ -8,9 +8,33 @@ calls that parse and match for tools, format plus correctness for thinking.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from nexus.methods import TrainContext
+from nexus.chat import render_prompt
+from nexus.methods.base import Method, MethodSettings, TrainContext, failing
+
+
+@dataclass(frozen=True)
+class GRPOSettings(MethodSettings):
+    """``methods.grpo``.
+
+    Attributes:
+        num_generations: completions sampled per prompt (the group whose rewards are compared).
+        beta: KL coefficient to the reference model (0 = no reference model).
+        temperature: sampling temperature of the completions.
+    """
+
+    num_generations: int = 4
+    beta: float = 0.1
+    temperature: float = 1.0
+
+    def problems(self) -> dict[str, str]:
+        """At least 2 completions per prompt, ``beta`` >= 0, a positive temperature."""
+        return failing(
+            ("num_generations", self.num_generations < 2, "grpo needs at least 2 completions per prompt"),
+            ("beta", self.beta < 0, "must be >= 0"),
+            ("temperature", self.temperature <= 0, "must be positive"))
 
 
 def completion_text(completion: Any) -> str:
@@ -37,8 +61,6 @@ def prompt_dataset(ctx: TrainContext) -> Any:
     """Rendered prompts (the chat template applied, tools folded in) and their examples as JSON."""
     from datasets import Dataset
 
-    from nexus.chat import render_prompt
-
     return Dataset.from_list([{"prompt": render_prompt(e, ctx.tokenizer),
                                "example": json.dumps(e, ensure_ascii=False)} for e in ctx.examples])
 
@@ -47,13 +69,18 @@ def build_grpo(ctx: TrainContext) -> Any:
     """GRPO: ``batch_size`` prompts per step, each sampled ``num_generations`` times."""
     from trl import GRPOConfig, GRPOTrainer
 
+    settings = ctx.settings(GRPOSettings)
     args = dict(ctx.args)
     args.pop("max_length", None)
     args["include_num_input_tokens_seen"] = "no"  # batches hold prompt ids, not input_ids: TRL counts tokens
-    groups = ctx.cap.num_generations
+    groups = settings.num_generations
     args["per_device_train_batch_size"] = ctx.cap.batch_size * groups
     config = GRPOConfig(**args, num_generations=groups, max_completion_length=ctx.cap.max_new_tokens,
-                        beta=ctx.cap.beta, temperature=1.0, log_completions=False)
+                        beta=settings.beta, temperature=settings.temperature, log_completions=False)
     return GRPOTrainer(model=ctx.model, reward_funcs=[reward_function(ctx)], args=config,
                        train_dataset=prompt_dataset(ctx), processing_class=ctx.tokenizer,
                        callbacks=ctx.callbacks)
+
+
+GRPO = Method("grpo", "group relative policy optimization with the capability's verifiable reward",
+              "trl.GRPOTrainer", build_grpo, GRPOSettings)

@@ -8,7 +8,7 @@ other method.
 
 One rollout per micro-batch of prompts:
 
-1. sample ``num_generations`` completions per prompt with the policy (temperature 1, no top-k/p);
+1. sample ``num_generations`` completions per prompt with the policy (``temperature``, no top-k/p);
 2. score each completion with the capability's verifiable reward ``ctx.reward(text, example)``;
 3. per-token log-probabilities of the policy (old) and of the reference (adapters disabled for a
    LoRA model, a frozen copy for a full model), and per-token values from a linear value head on
@@ -16,10 +16,11 @@ One rollout per micro-batch of prompts:
 4. per-token rewards ``-beta * (logp - ref_logp)``, plus the score on the last completion token;
 5. GAE advantages (whitened) and returns.
 
-Each rollout then drives ``ppo_epochs`` optimizer steps (the sampler repeats the same prompts, see
-:class:`ChunkRepeatSampler`), each minimizing the clipped policy loss plus ``vf_coef`` times the
-clipped value loss. Torch is imported inside functions only: ``nexus plan`` imports the method table
-without it.
+Every knob is a field of :class:`PPOSettings` (params.yaml ``methods.ppo``, per capability
+``capabilities.<cap>.ppo``). Each rollout then drives ``ppo_epochs`` optimizer steps (the sampler
+repeats the same prompts, see :class:`ChunkRepeatSampler`), each minimizing the clipped policy loss
+plus ``vf_coef`` times the clipped value loss. Torch is imported inside functions only: ``nexus plan``
+imports the method table without it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nexus.chat import render_prompt
+from nexus.generation.limits import eos_ids
+from nexus.methods.base import Method, MethodSettings, TrainContext, failing
+
 if TYPE_CHECKING:
     import torch
-
-    from nexus.methods import TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,12 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 @dataclass(frozen=True)
-class PPOSettings:
-    """PPO knobs that params.yaml does not carry (``beta`` and ``num_generations`` come from it).
+class PPOSettings(MethodSettings):
+    """``methods.ppo``: every PPO knob.
 
     Attributes:
+        num_generations: completions sampled per prompt (rollout size = ``batch_size`` x this).
+        beta: KL coefficient: weight of the per-token KL-to-reference penalty.
         ppo_epochs: optimizer steps taken on each rollout (1 makes the ratio always 1: no clipping).
         gamma: discount of GAE.
         lam: lambda of GAE.
@@ -59,6 +64,8 @@ class PPOSettings:
         whiten_advantages: normalize advantages over the rollout's completion tokens.
     """
 
+    num_generations: int = 4
+    beta: float = 0.1
     ppo_epochs: int = 2
     gamma: float = 1.0
     lam: float = 0.95
@@ -68,6 +75,20 @@ class PPOSettings:
     max_train_new_tokens: int = 64
     temperature: float = 1.0
     whiten_advantages: bool = True
+
+    def problems(self) -> dict[str, str]:
+        """Ranges: counts at least 1 (2 completions), gamma and lambda in [0, 1], positive clips."""
+        return failing(
+            ("num_generations", self.num_generations < 2, "ppo needs at least 2 completions per prompt"),
+            ("beta", self.beta < 0, "must be >= 0"),
+            ("ppo_epochs", self.ppo_epochs < 1, "must be at least 1"),
+            ("gamma", not 0 <= self.gamma <= 1, "must be between 0 and 1"),
+            ("lam", not 0 <= self.lam <= 1, "must be between 0 and 1"),
+            ("cliprange", self.cliprange <= 0, "must be positive"),
+            ("cliprange_value", self.cliprange_value <= 0, "must be positive"),
+            ("vf_coef", self.vf_coef < 0, "must be >= 0"),
+            ("max_train_new_tokens", self.max_train_new_tokens < 1, "must be at least 1"),
+            ("temperature", self.temperature <= 0, "must be positive"))
 
 
 # ---- tensor math (pure functions) ----
@@ -164,14 +185,6 @@ def ppo_losses(new_logps: torch.Tensor, old_logps: torch.Tensor, advantages: tor
     return policy_loss, value_loss, stats
 
 
-def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
-    """Token ids that end a completion: the tokenizer's EOS and the model's generation EOS ids."""
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(generation_config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, list) else [eos])
-    return sorted(i for i in ids if isinstance(i, int))
-
-
 # ---- data ----
 
 
@@ -239,7 +252,7 @@ def build_ppo(ctx: TrainContext, settings: PPOSettings | None = None) -> Any:
     """A ready compact PPO trainer (a ``transformers.Trainer``) for the capability's examples.
 
     ``ctx.args`` supplies the TrainingArguments; its ``max_length`` bounds prompt + completion.
-    ``ctx.cap.beta`` is the KL coefficient, ``ctx.cap.num_generations`` the completions per prompt.
+    ``settings`` defaults to the capability's :class:`PPOSettings` from params.yaml.
 
     Raises:
         ValueError: the capability has no verifiable reward, or no examples.
@@ -250,12 +263,12 @@ def build_ppo(ctx: TrainContext, settings: PPOSettings | None = None) -> Any:
         raise ValueError(f"ppo needs a verifiable reward; capability '{ctx.capability}' has none")
     if not ctx.examples:
         raise ValueError(f"ppo: capability '{ctx.capability}' has no training examples")
-    settings = settings or PPOSettings()
+    settings = settings or ctx.settings(PPOSettings)
     args = dict(ctx.args)
     max_length = int(args.pop("max_length", 1024))  # not a TrainingArguments keyword
     return ppo_trainer_class()(
         model=ctx.model, args=TrainingArguments(**args), tokenizer=ctx.tokenizer, examples=ctx.examples,
-        reward=ctx.reward, beta=ctx.cap.beta, num_generations=max(1, ctx.cap.num_generations),
+        reward=ctx.reward, beta=settings.beta, num_generations=max(1, settings.num_generations),
         max_new_tokens=max(1, min(ctx.cap.max_new_tokens, settings.max_train_new_tokens)),
         max_length=max_length, settings=settings, callbacks=ctx.callbacks,
     )
@@ -271,8 +284,6 @@ def ppo_trainer_class() -> type:
     from safetensors.torch import load_file, save_file
     from transformers import GenerationConfig, Trainer
     from trl.trainer.utils import disable_dropout_in_model, selective_log_softmax
-
-    from nexus.chat import render_prompt
 
     class CompactPPOTrainer(Trainer):
         """PPO with a linear value head on the policy; see the module docstring.
@@ -300,7 +311,7 @@ def ppo_trainer_class() -> type:
             self.ref_model = None
             if not self.is_peft:
                 self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-            self.stop_ids = stop_token_ids(tokenizer, self.model.generation_config)
+            self.stop_ids = sorted(eos_ids(self.model, tokenizer))  # a completion ends at any EOS id
             self._rollouts: dict[int, dict[str, Any]] = {}
             self._micro_calls = 0
             self._ppo_metrics: dict[str, list[float]] = defaultdict(list)
@@ -460,3 +471,7 @@ def ppo_trainer_class() -> type:
             return (loss, None) if return_outputs else loss
 
     return CompactPPOTrainer
+
+
+PPO = Method("ppo", "proximal policy optimization with a value head and the verifiable reward",
+             "nexus.methods.ppo (see docs/ppo.md)", build_ppo, PPOSettings)

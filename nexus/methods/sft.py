@@ -1,11 +1,18 @@
-"""Supervised methods on TRL's SFTTrainer: ``sft``, ``cpt`` (packed plain text) and ``safety``."""
+"""Supervised methods on TRL's SFTTrainer: ``sft``, ``cpt`` (packed plain text) and ``safety``.
+
+None of them has settings of its own: the shared capability keys (steps, batch, learning rate,
+``max_length``, LoRA) drive them.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from nexus.methods import TrainContext
+from nexus.chat import prepare
+from nexus.methods.base import Method, MethodRows, RowRequest, TrainContext
+from nexus.methods.rows import refusal_prompts, refusal_rows
+from nexus.methods.safety import safety_examples
 
 
 def _sft_trainer_class(model_loss: bool) -> Any:
@@ -35,8 +42,6 @@ def chat_dataset(examples: list[dict[str, Any]], tokenizer: Any) -> Any:
     decodes a string ``tools`` column), and every row gets the column so the first row cannot drop it.
     """
     from datasets import Dataset
-
-    from nexus.chat import prepare
 
     rows = []
     for example in examples:
@@ -76,3 +81,17 @@ def build_safety(ctx: TrainContext) -> Any:
     learned (a larger share of the capability's examples would dilute the refusals away)."""
     mixed = ctx.rows + ctx.examples[:len(ctx.rows)]
     return _trainer(ctx, chat_dataset(mixed, ctx.tokenizer), completion_only_loss=True)
+
+
+def prepare_safety(request: RowRequest) -> MethodRows:
+    """Refusal examples: harmful prompts -> the refusal, harmless ones -> the base model's answer."""
+    return refusal_rows(request, safety_examples)
+
+
+SFT = Method("sft", "supervised fine-tuning on the capability's prompt/completion examples",
+             "trl.SFTTrainer", build_sft)
+CPT = Method("cpt", "continued pre-training on plain text, packed into full-length blocks",
+             "trl.SFTTrainer (packing)", build_cpt, record_kind="text")
+SAFETY = Method("safety", "SFT on refusal data: harmful requests get refusals, harmless ones help",
+                "trl.SFTTrainer", build_safety, record_kind="prompt_only", prepare=prepare_safety,
+                eval_prompts=refusal_prompts)

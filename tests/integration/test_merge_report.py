@@ -56,7 +56,14 @@ def test_merge_chain_and_scorecard(tmp_path, tiny_model_dir):
     metrics = json.loads((scorecard / "metrics.json").read_text())
     capabilities = list(yaml.safe_load((repo / "params.yaml").read_text())["capabilities"])
     assert list(metrics) == ["base", *capabilities, "merged"]  # the report trains every capability
-    assert all(list(row) == capabilities for row in metrics.values())
+    assert list(metrics["base"]) == capabilities and list(metrics["merged"]) == capabilities
+    card = json.loads((scorecard / "scorecard.json").read_text())
+    for name in capabilities:  # the eval stages' figures, read back, not measured again
+        assert list(metrics[name]) == [name]
+        evaluated = json.loads((repo / "reports" / "eval" / name / "metrics.json").read_text())
+        assert card["details"]["base"][name] == evaluated["base"]
+        assert card["details"][name][name] == evaluated["trained"]
+        assert card["n"][name] == evaluated["n"]
     table = (scorecard / "scorecard.md").read_text()
     assert "| merged |" in table and "thinking (think_format" in table
     assert (scorecard / "scorecard.png").read_bytes()[:4] == b"\x89PNG"

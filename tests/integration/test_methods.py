@@ -30,7 +30,9 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     data = yaml.safe_load((root / "params.yaml").read_text())
     data["organize"]["sources"] = [str(ROOT / "data" / "samples")]
     for entry in data["capabilities"].values():
-        entry.update(batch_size=1, num_generations=2, teacher=str(tiny_model_dir))
+        entry.update(batch_size=1)
+    data["methods"]["grpo"]["num_generations"] = data["methods"]["ppo"]["num_generations"] = 2
+    data["methods"]["distill"]["teacher"] = str(tiny_model_dir)
     (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["organize", "--params", str(root / "params.yaml"), "--out", str(root / "organized")]) == 0
     assert main(["detect", str(tiny_model_dir), "--out", str(root / "modality.json")]) == 0
@@ -60,6 +62,8 @@ def test_method_trains_two_steps(project: Path, method: str, monkeypatch: pytest
     set_params(project, "cot", method=method)
     card = train(project, "cot", f"out/{method}")
     assert card["method"] == method and card["steps"] == 2
+    if method in ("grpo", "ppo"):  # methods.<method> in params.yaml reached the trainer
+        assert card["params"]["method_settings"]["num_generations"] == 2
     assert card["train_loss"] == card["train_loss"]  # not NaN
     assert (project / f"out/{method}/adapter_model.safetensors").is_file()
     history = (project / "reports/train/cot/metrics.json").read_text()
@@ -124,7 +128,8 @@ def test_qlora_and_full_adapters(project: Path, monkeypatch) -> None:
     assert card["adapter"] == "qlora" and (project / "out/qlora/adapter_config.json").is_file()
     set_params(project, "cot", adapter="full")
     card = train(project, "cot", "out/full")
-    assert (project / "out/full/config.json").is_file() and not (project / "out/full/adapter_config.json").exists()
+    assert (project / "out/full/config.json").is_file()
+    assert not (project / "out/full/adapter_config.json").exists()
     set_params(project, "cot", adapter="lora")
 
 

@@ -3,7 +3,7 @@
 The server runs the tiny random Llama on 127.0.0.1 with a free port (``port=0``), in a thread of
 this process (``serve(..., stop_event=...)``), so the model loads once and no interpreter starts.
 One test runs ``serve`` in the main thread and stops it with SIGTERM, as a terminal user would; the
-``slow`` test does the same through ``python -m nexus.streaming serve`` in a child process.
+``slow`` test does the same through ``python -m nexus.serving serve`` in a child process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from nexus.streaming import serve
+from nexus.serving import serve
 from tests.project import ROOT
 
 openai = pytest.importorskip("openai", reason="the openai client is a test dependency: pip install openai")
@@ -56,7 +56,7 @@ def server(tiny_model_dir):
     def run() -> None:
         try:
             result["rc"] = serve(tiny_model_dir, port=0, max_new_tokens=16, stop_event=stop, out=out)
-        except BaseException as err:  # noqa: BLE001 - reported by the fixture
+        except BaseException as err:  # reported by the fixture  # noqa: BLE001 - reported by the fixture
             result["error"] = err
             out.ready.set()
 
@@ -211,7 +211,7 @@ def test_a_taken_port_fails_before_the_model_loads(tiny_model_dir):
 
 @pytest.mark.slow
 def test_python_m_serve_process_answers_and_exits_on_sigint(tiny_model_dir):
-    proc = subprocess.Popen([sys.executable, "-m", "nexus.streaming", "serve", str(tiny_model_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "nexus.serving", "serve", str(tiny_model_dir),
                              "--port", "0", "--max-new-tokens", "4"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -48,7 +48,7 @@ def test_data_files_are_in_the_repo() -> None:
 
 def test_organizer_does_not_pick_up_benchmark_data(tmp_path: Path) -> None:
     """The test splits must never become training data: the configured sources leave data/benchmarks out."""
-    from nexus.config import load_params
+    from nexus.methods import load_params
     from nexus.organize import organize
 
     params = load_params(ROOT / "params.yaml")

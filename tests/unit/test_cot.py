@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nexus.capabilities import SkipRecord, cot
-from nexus.capabilities._answers import answers_match, extract_answer, normalize
+from nexus.capabilities.answers import extract_answer, gsm8k_answer_matches, normalize
 from tests.project import ROOT
 
 GSM8K = ROOT / "data" / "samples" / "gsm8k" / "train_first500.jsonl"
@@ -68,4 +68,4 @@ def test_answer_extraction(text, expected):
 def test_normalization_compares_numbers_not_strings():
     assert normalize("1,234.0") == normalize("1234") == "1234"
     assert normalize("\\frac{1}{2}") == normalize("0.5") == "1/2"
-    assert answers_match("The final answer is $18.00.", "18")
+    assert gsm8k_answer_matches("The final answer is $18.00.", "18")

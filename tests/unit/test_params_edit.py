@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from nexus.config import ParamsError, load_params
+from nexus.config import ParamsError
+from nexus.methods import load_params
 from nexus.params_edit import apply_overrides, overrides_from_options
 from tests.project import ROOT
 
@@ -18,8 +19,21 @@ def test_overrides_edit_only_the_named_keys_and_keep_comments(tmp_path):
     assert lines == ["capabilities.cot.epochs: 1 -> 2", "capabilities.cot.quick: False -> True"]
     after = path.read_text()
     assert load_params(path).capabilities["cot"].epochs == 2
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
-    assert len(changed) == 2 and "# QUICK=1" in after
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert added == ["    epochs: 2", "    quick: true"]  # written into the cot entry as overrides
+    assert len(after.splitlines()) == len(before.splitlines()) + 2 and "# QUICK=1" in after
+    again = apply_overrides(path, overrides_from_options(["cot"], epochs=3))
+    assert again == ["capabilities.cot.epochs: 2 -> 3"]  # now in the entry: set in place
+
+
+def test_a_key_added_to_the_last_entry_stays_above_the_next_heading(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    apply_overrides(path, overrides_from_options(["streaming"], batch_size=4))
+    lines = path.read_text().splitlines()
+    heading = next(i for i, line in enumerate(lines) if line.startswith("merge:"))
+    assert "    batch_size: 4" in lines[heading - 4:heading]
+    assert load_params(path).capabilities["streaming"].batch_size == 4
 
 
 def test_invalid_override_leaves_the_file_untouched(tmp_path):

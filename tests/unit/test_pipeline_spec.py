@@ -7,7 +7,8 @@ from dataclasses import fields
 import yaml
 
 from nexus import registry
-from nexus.config import CapabilityParams, load_params
+from nexus.config import CapabilityParams
+from nexus.methods import load_params
 from tests.project import ROOT, VENV_BIN, env
 
 
@@ -25,11 +26,13 @@ def test_every_implemented_capability_has_a_params_entry():
     assert set(registry.implemented()) == set(params.capabilities)
 
 
-def test_capability_entries_have_identical_keys_for_dvc_foreach():
+def test_capability_entries_name_method_and_start_model_for_dvc_foreach():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     keys = {f.name for f in fields(CapabilityParams)}
     for name, entry in raw["capabilities"].items():
-        assert set(entry) == keys, f"capabilities.{name} keys differ from the others"
+        assert {"method", "init_from"} <= set(entry), f"capabilities.{name}: dvc.yaml reads init_from"
+        assert set(entry) - {"method_settings"} <= keys | set(raw["methods"]) | {"sft", "cpt", "safety"}
+    assert set(raw["capability_defaults"]) <= keys
 
 
 def test_dvc_parses_the_dag_into_per_capability_stages():
@@ -38,12 +41,17 @@ def test_dvc_parses_the_dag_into_per_capability_stages():
     names = {line.split()[0] for line in out.splitlines() if line.strip()}
     params = load_params(ROOT / "params.yaml")
     expected = {"base_model", "organize", "detect"}
-    expected |= {f"{kind}@{cap}" for cap in params.capabilities for kind in ("train", "eval")}
+    expected |= {f"{kind}@{cap}" for cap in params.capabilities for kind in ("prepare", "train", "eval")}
     assert expected <= names
 
 
-def test_train_stages_depend_only_on_their_own_capability_params():
+def test_only_prepare_reads_capability_params_and_nothing_reads_the_controller():
     dag = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert "capabilities" not in str(dag["organize"].get("params", []))
-    assert "capabilities.${key}" in dag["train"]["do"]["params"]
-    assert "capabilities" not in dag["train"]["do"]["params"]
+    assert "capabilities.${key}" in dag["prepare"]["do"]["params"]
+    assert "capabilities" not in dag["prepare"]["do"]["params"]
+    for kind in ("train", "eval"):  # they read data/prepared/<cap>/settings.json instead
+        assert dag[kind]["do"]["params"] == ["base"]
+        assert "data/prepared/${key}" in dag[kind]["do"]["deps"]
+    assert "controller" not in str({name: stage.get("params") or stage.get("do", {}).get("params")
+                                    for name, stage in dag.items()})

@@ -97,20 +97,41 @@ def _cot_reward(text: str, example: dict) -> float:
     return score(text, example)["accuracy"]
 
 
+def test_ppo_settings_come_from_params_yaml():
+    """Every PPO knob is reachable from params.yaml: methods.ppo, then capabilities.<cap>.ppo."""
+    from nexus.config import CapabilityParams
+    from nexus.methods import METHODS, TrainContext, parse_params
+    from nexus.methods.preference import DPOSettings
+
+    raw = {"methods": {"ppo": {"ppo_epochs": 3, "gamma": 0.99}},
+           "capabilities": {"cot": {"method": "ppo", "init_from": "models/base", "ppo": {"cliprange": 0.1}}}}
+    cap = parse_params(raw).capabilities["cot"]
+    assert METHODS["ppo"].settings is PPOSettings
+    assert cap.method_settings == PPOSettings(ppo_epochs=3, gamma=0.99, cliprange=0.1)
+
+    def context(settings):
+        return TrainContext("cot", None, None, CapabilityParams(method="ppo", method_settings=settings),
+                            None, {}, [], None, [])
+
+    assert context(None).settings(PPOSettings) == PPOSettings()  # params built in code: the defaults
+    with pytest.raises(TypeError, match="needs PPOSettings, got DPOSettings"):
+        context(DPOSettings()).settings(PPOSettings)
+
+
 def _context(model_dir: Path, out_dir: Path, reward, adapter: str = "lora", **cap_overrides):
-    from nexus.config import load_params
     from nexus.device import DeviceProfile
     from nexus.loading import load_model, load_tokenizer
-    from nexus.methods import TrainContext
-    from nexus.trainer import _apply_adapter, _training_args
+    from nexus.methods import TrainContext, load_params
+    from nexus.trainer import apply_adapter, training_arguments
 
     params = load_params(PROJECT / "params.yaml")
     cap = dataclasses.replace(params.capabilities["cot"], method="ppo", adapter=adapter, max_steps=2,
-                              batch_size=2, max_new_tokens=8, num_generations=2, **cap_overrides)
+                              batch_size=2, max_new_tokens=8, method_settings=PPOSettings(num_generations=2),
+                              **cap_overrides)
     profile = DeviceProfile("cpu", False, True)
-    args = _training_args(cap, params, out_dir, profile)
+    args = training_arguments(cap, params, out_dir, profile)
     args.update(save_steps=1, warmup_steps=0)  # no warmup: step 1 already moves the weights
-    model = _apply_adapter(load_model(model_dir), cap)
+    model = apply_adapter(load_model(model_dir), cap)
     return TrainContext(capability="cot", model=model, tokenizer=load_tokenizer(model_dir), cap=cap,
                         params=params, args=args, callbacks=[], profile=profile, examples=_cot_examples(6),
                         reward=reward)
@@ -174,7 +195,7 @@ def test_ppo_with_cot_accuracy_reward_and_full_model(tiny_model_dir, tmp_path):
     from nexus.methods.ppo import build_ppo
 
     ctx = _context(tiny_model_dir, tmp_path / "ckpt", _cot_reward, adapter="full")
-    trainer = build_ppo(ctx, PPOSettings(ppo_epochs=1, max_train_new_tokens=4))
+    trainer = build_ppo(ctx, PPOSettings(num_generations=2, ppo_epochs=1, max_train_new_tokens=4))
     assert trainer.ref_model is not None and not any(p.requires_grad for p in trainer.ref_model.parameters())
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nexus.capabilities import SkipRecord, reasoning
-from nexus.capabilities._answers import canonical_answer, last_boxed, same_answer
+from nexus.capabilities.answers import canonical_answer, last_boxed, same_answer
 from nexus.formats import detect_format
 from tests.project import ROOT
 

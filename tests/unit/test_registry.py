@@ -12,7 +12,7 @@ from tests.project import ROOT
 def test_all_thirteen_capabilities_are_declared_with_their_modalities():
     assert len(registry.CAPABILITIES) == 13
     for cap in registry.CAPABILITIES.values():
-        assert cap.description and cap.record_kinds and cap.default_method
+        assert cap.description and cap.group
         assert set(cap.modalities) <= set(registry.MODALITIES)
         assert cap.implemented or cap.missing, f"{cap.name} must say what is missing"
 
@@ -25,6 +25,13 @@ def test_groups_resolve_to_implemented_members_and_report_the_rest():
     selected, skipped = registry.resolve("all")
     assert selected == registry.implemented()
     assert len(selected) + len(skipped) == 13
+
+
+def test_groups_derive_from_the_group_field():
+    for group in {cap.group for cap in registry.CAPABILITIES.values()}:
+        members = [n for n, c in registry.CAPABILITIES.items() if c.group == group]
+        assert registry.GROUPS[f"all-{group}"] == tuple(members)
+    assert registry.is_group("cot,all-text") and not registry.is_group("cot,tools")
 
 
 def test_unknown_name_lists_valid_names():

@@ -1,4 +1,5 @@
-"""Token streaming (nexus.streaming) and the streaming capability, on the tiny random Llama.
+"""Token streaming (nexus.generation.stream), chat and serve (nexus.serving) and the streaming
+capability, on the tiny random Llama.
 
 The tiny model greedily repeats one token, so the greedy checks are paired with seeded-sampling
 checks whose text has words, spaces and partial UTF-8 characters (what the streamer's chunking
@@ -18,18 +19,15 @@ import pytest
 from nexus.capabilities import SkipRecord
 from nexus.capabilities import streaming as cap
 from nexus.formats import detect_format
-from nexus.streaming import (
-    ChatSession,
+from nexus.generation.stream import (
     ContextLengthError,
-    RequestError,
+    StopFilter,
     StreamedText,
-    _StopFilter,
-    chat_repl,
     measure_stream,
-    parse_chat_request,
     render_messages,
     stream_chat,
 )
+from nexus.serving import ChatSession, RequestError, chat_repl, load_chat_model, parse_chat_request
 from tests.project import ROOT
 
 SAMPLES = ROOT / "data" / "samples" / "llamafactory" / "data"
@@ -38,8 +36,6 @@ HELLO = [{"role": "user", "content": "Hello! Tell me about crepes."}]
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from nexus.streaming import load_chat_model
-
     return load_chat_model(tiny_model_dir, device="cpu")
 
 
@@ -103,7 +99,7 @@ def test_stop_string_cuts_the_reply_and_ends_generation(tiny):
     (["tail <"], ["<|end|>"], "tail <"),  # a held-back prefix is flushed at the end
 ])
 def test_stop_filter_never_emits_part_of_a_stop_string(chunks, stops, expected):
-    stop_filter, out = _StopFilter(stops), []
+    stop_filter, out = StopFilter(stops), []
     for chunk in chunks:
         text, stopped = stop_filter.feed(chunk)
         out.append(text)
@@ -162,7 +158,7 @@ def test_chat_repl_in_process_exits_at_end_of_input(tiny_model_dir, tiny):
 def test_chat_repl_subprocess_streams_replies_resets_and_exits(tiny_model_dir, tiny):
     model, tokenizer = tiny
     lines = "Hello! Tell me about crepes.\n/reset\nHello! Tell me about crepes.\n/exit\nnever read\n"
-    proc = subprocess.run([sys.executable, "-m", "nexus.streaming", "chat", str(tiny_model_dir),
+    proc = subprocess.run([sys.executable, "-m", "nexus.serving", "chat", str(tiny_model_dir),
                            "--max-new-tokens", "6"], input=lines, capture_output=True, text=True, check=False,
                           timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
@@ -172,11 +168,36 @@ def test_chat_repl_subprocess_streams_replies_resets_and_exits(tiny_model_dir, t
 
 
 def test_chat_of_a_missing_model_is_one_error_line():
-    proc = subprocess.run([sys.executable, "-m", "nexus.streaming", "chat", "no/such/model"],
+    proc = subprocess.run([sys.executable, "-m", "nexus.serving", "chat", "no/such/model"],
                           input="", capture_output=True, text=True, timeout=120, cwd=ROOT,
                           check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no/such/model: not a model")
+
+
+def test_nexus_chat_and_serve_use_the_serving_command_lines(capsys):
+    from nexus.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--help"])
+    assert info.value.code == 0
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: nexus serve") and "--model-name" in usage and "--params" in usage
+    assert main(["serve", "models/none", "--port", "70000"]) == 1
+    assert "--port must be from 0 to 65535" in capsys.readouterr().err
+    assert main(["chat", "no/such/model", "--max-new-tokens", "0"]) == 1
+    assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
+
+
+def test_the_training_path_never_imports_serving():
+    code = ("import sys\nimport nexus.capabilities.streaming, nexus.methods.data\n"
+            "from nexus.cli import build_parser\n"
+            "build_parser().parse_args(['train', '--capability', 'streaming'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nexus.serving') or m == 'http.server'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --- request validation ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from nexus.capabilities import SkipRecord, thinking
 from nexus.formats import detect_format
+from nexus.generation import budget
 from tests.project import ROOT
 
 REASON_TOOL_USE = ROOT / "data" / "samples" / "llamafactory" / "data" / "reason_tool_use_demo_50.jsonl"
@@ -203,12 +204,12 @@ def tiny(tiny_model_dir):
 
 def test_budget_caps_the_thinking_then_forces_the_close_and_generates_the_answer(tiny):
     model, tokenizer = tiny
-    outputs = thinking.generate_with_budget(model, tokenizer, QUESTIONS, max_new_tokens=16,
-                                            thinking_budget=5)
+    outputs = budget.generate_with_budget(model, tokenizer, QUESTIONS, max_new_tokens=16,
+                                          thinking_budget=5)
     for out in outputs:
         assert out.forced and out.thinking_tokens <= 5  # a random model does not close the block
         assert 1 <= out.answer_tokens <= 16 - out.thinking_tokens
-        head, close, _ = out.text.partition(thinking.FORCED_CLOSE)
+        head, close, _ = out.text.partition(budget.FORCED_CLOSE)
         assert close and head.startswith("<think>\n")
         assert len(tokenizer(head.removeprefix("<think>\n"), add_special_tokens=False)["input_ids"]) <= 5
     texts = thinking.generate(model, tokenizer, QUESTIONS, 16, thinking_budget=5)
@@ -217,16 +218,16 @@ def test_budget_caps_the_thinking_then_forces_the_close_and_generates_the_answer
 
 def test_prefill_opens_the_think_block_once(tiny):
     _, tokenizer = tiny
-    prompt = thinking.prefilled_prompt(QUESTIONS[0], tokenizer)
+    prompt = budget.prefilled_prompt(QUESTIONS[0], tokenizer)
     assert prompt.endswith("<|im_start|>assistant\n<think>\n")
     tokenizer_opening_it = SimpleNamespace(apply_chat_template=lambda *a, **k: "assistant\n<think>\n",
                                            chat_template="")
-    assert thinking.prefilled_prompt(QUESTIONS[0], tokenizer_opening_it) == "assistant\n<think>\n"
+    assert budget.prefilled_prompt(QUESTIONS[0], tokenizer_opening_it) == "assistant\n<think>\n"
 
 
 def test_budget_0_uses_the_shared_greedy_generation(monkeypatch):
     calls = []
-    monkeypatch.setattr("nexus.evaluate.generate",
+    monkeypatch.setattr("nexus.capabilities.thinking.generate_examples",
                         lambda model, tok, examples, max_new: calls.append(max_new) or ["x"] * len(examples))
     assert thinking.generate("model", "tokenizer", QUESTIONS, 32) == ["x", "x"]
     assert thinking.generate("model", "tokenizer", QUESTIONS, 32, thinking_budget=0) == ["x", "x"]
@@ -235,7 +236,7 @@ def test_budget_0_uses_the_shared_greedy_generation(monkeypatch):
 
 def test_a_budget_that_leaves_no_answer_tokens_is_refused():
     with pytest.raises(ValueError, match="lower capabilities.thinking.thinking_budget"):
-        thinking.generate_with_budget("model", "tokenizer", QUESTIONS, max_new_tokens=8, thinking_budget=8)
+        budget.generate_with_budget("model", "tokenizer", QUESTIONS, max_new_tokens=8, thinking_budget=8)
 
 
 class ScriptedModel:
@@ -271,15 +272,15 @@ def test_a_think_block_closed_by_the_model_is_kept_and_an_early_end_is_forced_cl
     closes_itself, ends_early = ids("Add them.</think>"), ids("Hmm") + [eos]
     model = ScriptedModel([[closes_itself, ends_early], [ids("\n\n\\boxed{5}") + [eos], ids("6") + [eos]]],
                           eos_id=eos, pad_id=tokenizer.pad_token_id)
-    first, second = thinking.generate_with_budget(model, tokenizer, QUESTIONS, max_new_tokens=40,
-                                                  thinking_budget=30)
-    assert first == thinking.BudgetedOutput("<think>\nAdd them.</think>\n\n\\boxed{5}",
-                                            len(closes_itself), False, len(ids("\n\n\\boxed{5}")))
+    first, second = budget.generate_with_budget(model, tokenizer, QUESTIONS, max_new_tokens=40,
+                                                thinking_budget=30)
+    assert first == budget.BudgetedOutput("<think>\nAdd them.</think>\n\n\\boxed{5}",
+                                          len(closes_itself), False, len(ids("\n\n\\boxed{5}")))
     assert second.text == "<think>\nHmm\n</think>\n\n6" and second.forced
     assert second.thinking_tokens == len(ids("Hmm"))
     think_call, answer_call = model.calls
     assert think_call["max_new_tokens"] == 30 and think_call["stop_strings"] == ["</think>"]
     assert answer_call["max_new_tokens"] == 40 - len(ids("Hmm")) and "stop_strings" not in answer_call
-    assert answer_call["input_ids"][1][-len(ids(thinking.FORCED_CLOSE)):] == ids(thinking.FORCED_CLOSE)
+    assert answer_call["input_ids"][1][-len(ids(budget.FORCED_CLOSE)):] == ids(budget.FORCED_CLOSE)
     assert thinking.score(first.text, QUESTIONS[0]) == {"think_format": 1.0, "accuracy": 1.0}
     assert thinking.score(second.text, QUESTIONS[1]) == {"think_format": 1.0, "accuracy": 0.0}

@@ -241,7 +241,8 @@ def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[obje
     from nexus.config import BaseParams, CapabilityParams, ControllerParams, OrganizeParams, Params
     from nexus.loading import load_model
     from nexus.methods import METHODS, TrainContext
-    from nexus.trainer import DeviceProfile, _apply_adapter, _training_args, drop_long
+    from nexus.prepare import drop_long
+    from nexus.trainer import DeviceProfile, apply_adapter, training_arguments
 
     cap = CapabilityParams(max_steps=steps, batch_size=1, learning_rate=5e-3, max_length=384)
     params = Params(BaseParams(model=str(model_dir)), OrganizeParams(), ControllerParams(), {})
@@ -250,11 +251,11 @@ def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[obje
     rows, too_long = drop_long(rows, tokenizer, cap.max_length)  # some xLAM rows list long schemas
     assert len(rows) >= 4 and too_long >= 1
     torch.manual_seed(0)
-    model = _apply_adapter(load_model(model_dir), cap)
+    model = apply_adapter(load_model(model_dir), cap)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainer = METHODS["sft"].build(TrainContext(
         capability="tools", model=model, tokenizer=tokenizer, cap=cap, params=params,
-        args=_training_args(cap, params, out, profile), callbacks=[], profile=profile, examples=rows))
+        args=training_arguments(cap, params, out, profile), callbacks=[], profile=profile, examples=rows))
     trainer.train()
     after = {n: p.detach() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return trainer, before, after
@@ -263,7 +264,7 @@ def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[obje
 def test_short_sft_run_on_tool_examples_logs_loss_and_moves_the_adapter(tiny_model_dir, tokenizer, tmp_path):
     import torch
 
-    from nexus.evaluate import generate
+    from nexus.generation.batch import generate_examples as generate
 
     trainer, before, after = sft_run(tiny_model_dir, tokenizer, tmp_path / "ckpt")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

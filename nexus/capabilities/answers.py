@@ -1,4 +1,14 @@
-"""Final-answer extraction and normalization shared by the math-style evaluators."""
+"""Final-answer extraction, normalization and matching shared by the math-style scorers.
+
+One matching function per metric, named for what it compares:
+
+- :func:`gsm8k_answer_matches`: the GSM8K-style final answer of a generation (``#### x``,
+  ``\\boxed{x}``, "final answer is x", else the last number), normalized as a number or text,
+  against the reference (the cot capability's ``accuracy``).
+- :func:`boxed_answer_matches`: the last ``\\boxed{}`` answer (else the whole text or its
+  extracted final answer) in canonical LaTeX form against the reference (reasoning's ``accuracy``,
+  thinking's ``accuracy``).
+"""
 
 from __future__ import annotations
 
@@ -45,8 +55,9 @@ def normalize(answer: str | None) -> str | None:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
-def answers_match(generated: str, reference: str) -> bool:
-    """True when the final answer of ``generated`` equals ``reference`` after normalization."""
+def gsm8k_answer_matches(generated: str, reference: str) -> bool:
+    """True when the GSM8K-style final answer of ``generated`` (:func:`extract_answer`) equals
+    ``reference`` after :func:`normalize`."""
     got = normalize(extract_answer(generated))
     return got is not None and got == normalize(reference)
 
@@ -218,19 +229,13 @@ def same_answer(got: str | None, reference: str | None) -> bool:
     return left is not None and left == canonical_answer(reference)
 
 
-def boxed_or_extracted(text: str) -> str | None:
-    """The final answer of a generation: its last ``\\boxed{}``, else :func:`extract_answer`."""
-    boxed = last_boxed(text)
-    return boxed if boxed is not None else extract_answer(text)
-
-
-def answer_matches(text: str, reference: str) -> bool:
-    """True when a generated answer matches ``reference``.
+def boxed_answer_matches(generated: str, reference: str) -> bool:
+    """True when the answer of ``generated`` matches ``reference`` in :func:`canonical_answer` form.
 
     A ``\\boxed{}`` answer is decisive; without one, the whole text or its extracted final answer
     ("final answer is x", the last number) may match.
     """
-    boxed = last_boxed(text)
+    boxed = last_boxed(generated)
     if boxed is not None:
         return same_answer(boxed, reference)
-    return same_answer(text, reference) or same_answer(extract_answer(text), reference)
+    return same_answer(generated, reference) or same_answer(extract_answer(generated), reference)

@@ -1,0 +1,100 @@
+"""The model behind ``nexus serve``: one generation at a time, OpenAI-shaped results."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS, ChatStream, stream_chat
+from nexus.serving.requests import ChatRequest
+
+
+class ChatService:
+    """The model behind the server: one generation at a time, OpenAI-shaped results.
+
+    Args:
+        model: a loaded causal LM (eval mode).
+        tokenizer: its tokenizer (with a chat template).
+        model_name: the id reported in responses and by ``GET /v1/models``.
+        max_new_tokens: a request's ``max_tokens`` when it gives none.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, model_name: str,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.max_new_tokens = max_new_tokens
+        self.created = int(time.time())
+        self._lock = threading.Lock()
+        self._active: ChatStream | None = None
+
+    @contextlib.contextmanager
+    def generation(self, request: ChatRequest) -> Iterator[ChatStream]:
+        """Hold the generation lock and a started stream for ``request``; cancel it on exit.
+
+        Raises:
+            ContextLengthError: the prompt does not fit (raised before anything is sent).
+        """
+        with self._lock:
+            stream = stream_chat(self.model, self.tokenizer, request.messages, request.max_tokens,
+                                 request.temperature, top_p=request.top_p, stop=request.stop,
+                                 seed=request.seed)
+            self._active = stream
+            try:
+                yield stream
+            finally:
+                stream.close()
+                self._active = None
+
+    def cancel(self) -> None:
+        """Cancel the running generation, if any (used at shutdown)."""
+        stream = self._active
+        if stream is not None:
+            stream.close(timeout_s=5.0)
+
+    def _usage(self, stream: ChatStream) -> dict[str, int]:
+        completion = stream.completion_tokens
+        return {"prompt_tokens": stream.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": stream.prompt_tokens + completion}
+
+    def completion(self, stream: ChatStream) -> dict[str, Any]:
+        """Run ``stream`` to the end; the ``chat.completion`` object."""
+        text = "".join(stream)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": stream.finish_reason}],
+            "usage": self._usage(stream),
+        }
+
+    def chunks(self, stream: ChatStream, request: ChatRequest) -> Iterator[dict[str, Any]]:
+        """The ``chat.completion.chunk`` objects of ``stream``: the role, each text chunk, the finish
+        reason, and (with ``stream_options.include_usage``) a last chunk with ``usage``."""
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": self.model_name}
+        extra = {"usage": None} if request.include_usage else {}
+
+        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                         "finish_reason": finish}], **extra}
+
+        yield chunk({"role": "assistant", "content": ""})
+        for text in stream:
+            yield chunk({"content": text})
+        yield chunk({}, stream.finish_reason or "stop")
+        if request.include_usage:
+            yield {**base, "choices": [], "usage": self._usage(stream)}
+
+    def models(self) -> dict[str, Any]:
+        """The ``GET /v1/models`` list (this server's one model)."""
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_card(self) -> dict[str, Any]:
+        """The model object of ``GET /v1/models/{id}``."""
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nexus"}
