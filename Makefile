@@ -127,4 +127,4 @@ docker-test:
 	docker run --rm $(DOCKER_RUN_ARGS) $(IMAGE) make test PYTEST_ARGS="$(PYTEST_ARGS)"
 
 clean:
-	rm -rf checkpoints logs reports data/organized data/modality.json dvc_plots
+	rm -rf checkpoints logs reports data/organized data/prepared data/modality.json dvc_plots

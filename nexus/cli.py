@@ -206,7 +206,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from nexus.compare import compare
 
-    return compare(args.cap, args.methods, args.params)
+    return compare(args.cap, args.methods, args.params, quick=args.quick)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="method bake-off: one dvc experiment per method, then a table (make compare)")
     p.add_argument("--cap", required=True, help="one capability, e.g. cot")
     p.add_argument("--methods", required=True, help="comma-separated methods, e.g. sft,dpo,orpo")
+    p.add_argument("--quick", action="store_true", help="quick experiments: 10 steps, 5 eval records (QUICK=1)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("scores", parents=[common], help="print base vs trained scores of evaluated capabilities")

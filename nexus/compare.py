@@ -131,8 +131,11 @@ def format_table(capability: str, rows: list[MethodResult]) -> str:
     return "\n".join([f"method bake-off: {capability} (metric {metric}, held-out split)", *lines])
 
 
-def compare(capability: str, methods: str, params_file: str = "params.yaml") -> int:
+def compare(capability: str, methods: str, params_file: str = "params.yaml", quick: bool = False) -> int:
     """Run one experiment per method and print the table; the exit status is 0 when all ran.
+
+    ``quick`` runs each experiment in quick mode (``-S ++capabilities.<cap>.quick=true``: 10 steps,
+    tiny batches, 5 eval records), as ``QUICK=1`` means on every make target.
 
     Raises:
         CompareError: bad capability or method names.
@@ -148,10 +151,10 @@ def compare(capability: str, methods: str, params_file: str = "params.yaml") -> 
     try:
         for method in names:
             name = experiment_name(cap, method)
-            print(f"== experiment {name}: dvc exp run -S capabilities.{cap}.method={method} "
-                  f"train@{cap} eval@{cap}", flush=True)
-            run = _dvc("exp", "run", "-n", name, "-S", f"capabilities.{cap}.method={method}",
-                       f"train@{cap}", f"eval@{cap}")
+            sets = ["-S", f"capabilities.{cap}.method={method}"]
+            sets += ["-S", f"++capabilities.{cap}.quick=true"] if quick else []
+            print(f"== experiment {name}: dvc exp run {' '.join(sets)} train@{cap} eval@{cap}", flush=True)
+            run = _dvc("exp", "run", "-n", name, *sets, f"train@{cap}", f"eval@{cap}")
             sys.stdout.write(run.stdout[-2000:])
             if run.returncode != 0:
                 failed.append(method)

@@ -155,13 +155,6 @@ class MergeParams:
 
 
 @dataclass(frozen=True)
-class ReportParams:
-    """``report:`` the scorecard."""
-
-    eval_size: int = 8  # held-out examples per capability per model
-
-
-@dataclass(frozen=True)
 class Params:
     """Everything in params.yaml (capability entries resolved over ``capability_defaults``)."""
 
@@ -170,11 +163,9 @@ class Params:
     controller: ControllerParams
     capabilities: dict[str, CapabilityParams]
     merge: MergeParams = field(default_factory=MergeParams)
-    report: ReportParams = field(default_factory=ReportParams)
 
 
-SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge",
-            "report")
+SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge")
 _ADAPTERS = ("lora", "qlora", "full")
 
 
@@ -362,11 +353,10 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodR
     for name in merge.capabilities:
         if name not in capabilities:
             errors.append(f"merge.capabilities: '{name}' has no entry under capabilities")
-    report = _coerce(ReportParams, raw.get("report"), "report", errors)
     _check_chains(base, capabilities, errors)
     if errors:
         raise ParamsError(f"{source}: " + "; ".join(errors))
-    return Params(base, organize, controller, capabilities, merge, report)
+    return Params(base, organize, controller, capabilities, merge)
 
 
 def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Any:

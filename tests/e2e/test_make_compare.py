@@ -34,3 +34,14 @@ def test_make_compare_rejects_an_unknown_method_in_one_line(tmp_path, tiny_model
                  check=False)
     assert result.returncode != 0
     assert "unknown method(s) nosuch; choose from: sft, cpt, distill" in result.stderr
+
+
+def test_make_compare_quick_runs_quick_experiments(tmp_path, tiny_model_dir):
+    repo = copy_project(tmp_path / "project")
+    tiny_params(repo, tiny_model_dir, steps=2)
+    git(repo, "commit", "-qam", "tiny model")
+    result = run(repo, "make", "--no-print-directory", "compare", "CAP=cot", "METHODS=sft", "QUICK=1", *MAKE_ENV)
+    assert "-S ++capabilities.cot.quick=true" in result.stdout
+    shown = run(repo, "dvc", "exp", "show", "--csv", "--keep", "capabilities.cot.quick").stdout
+    row = next(line for line in shown.splitlines() if "cot-sft" in line)
+    assert "True" in row.split(",") or "true" in row.split(","), shown

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from nexus import conversations as conv
-from nexus import formats
+from nexus import formats, record_profile
 from nexus.conversations import ConversationError, Turn
 from nexus.readers import iter_records
 from tests.project import ROOT
@@ -36,7 +36,8 @@ def test_the_key_and_role_tables_are_defined_once():
     for name in ("CONVERSATION_KEYS", "QUERY_KEYS", "RESPONSE_KEYS", "ROLE_KEYS", "CONTENT_KEYS",
                  "ASSISTANT_ROLES", "TOOL_CALL_ROLES", "TOOL_RESULT_ROLES", "REASONING_PART_TYPES",
                  "REASONING_TURN_KEYS", "TOOL_CALL_PART_TYPES", "IMAGE_PART_TYPES"):
-        assert getattr(formats, name) is getattr(conv, name), name
+        table = getattr(conv, name)  # formats (and record_profile) use it, never a copy of their own
+        assert getattr(formats, name, table) is table and getattr(record_profile, name, table) is table, name
     assert set(conv.ROLE_ALIASES.values()) == set(conv.ROLES)
 
 
