@@ -31,7 +31,7 @@ def test_merge_chain_and_scorecard(tmp_path, tiny_model_dir):
     tiny_params(repo, tiny_model_dir, steps=2)
     # thinking trains in a chain on top of cot; cot and reasoning are merged as adapters
     edit_params(repo, capabilities__thinking__init_from="models/capabilities/cot",
-                merge__capabilities=["cot", "reasoning"], report__eval_size=2)
+                merge__capabilities=["cot", "reasoning"])
     git(repo, "commit", "-qam", "tiny merge")
 
     dag = run(repo, "dvc", "dag", "train@thinking").stdout
