@@ -24,6 +24,7 @@ from typing import Any
 
 from nexus.capabilities import SkipRecord
 from nexus.conversations import (
+    CONVERSATION_KEYS,
     QUERY_KEYS,
     ConversationError,
     chat_messages,
@@ -34,6 +35,7 @@ from nexus.conversations import (
     text_messages,
 )
 from nexus.readers import iter_records
+from nexus.transcripts import is_transcript, split_transcript_pair
 
 # The organizer's record kinds each method data kind is read from.
 KIND_OF_NEED = {"preference": "preference", "unpaired_preference": "unpaired_preference",
@@ -65,7 +67,8 @@ def _reply(value: Any) -> list[dict[str, str]]:
 
 
 def preference_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One preference record (TRL, LLaMA-Factory/ms-swift, LLaMA-Factory v1) as a TRL pair."""
+    """One preference record (TRL, LLaMA-Factory/ms-swift, LLaMA-Factory v1, or two whole
+    ``Human:``/``Assistant:`` transcripts, :mod:`nexus.transcripts`) as a TRL pair."""
     if "chosen_messages" in record:
         prompt, chosen = _split(text_messages(record["chosen_messages"]))
         _, rejected = _split(text_messages(record.get("rejected_messages")))
@@ -75,6 +78,10 @@ def preference_row(record: dict[str, Any]) -> dict[str, Any]:
     if rejected_key is None:
         raise SkipRecord("no rejected reply")
     chosen_value = record.get("chosen", record.get("response"))
+    implicit = "prompt" not in record and not any(k in record for k in CONVERSATION_KEYS)
+    if implicit and is_transcript(chosen_value) and is_transcript(record[rejected_key]):  # HH-RLHF form
+        prompt, chosen, rejected = split_transcript_pair(chosen_value, record[rejected_key])
+        return {"prompt": prompt, "chosen": [chosen], "rejected": [rejected]}
     if isinstance(chosen_value, list) and "prompt" not in record and "conversations" not in record:
         prompt, chosen = _split(text_messages(chosen_value))  # implicit prompt
         _, rejected = _split(text_messages(record[rejected_key]))
@@ -114,14 +121,18 @@ def safety_row(record: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def _read(entries: list[dict[str, Any]], convert: Callable[[dict[str, Any], dict[str, Any]], dict],
-          dropped: dict[str, int]) -> Iterator[dict[str, Any]]:
+          dropped: dict[str, int], counts: dict[str, int]) -> Iterator[dict[str, Any]]:
     for entry in entries:
+        counts.setdefault(entry["path"], 0)
         for record in iter_records(entry["path"]):
             try:
-                yield convert(record, entry)
+                row = convert(record, entry)
             except (SkipRecord, ConversationError) as reason:
                 key = f"{entry['path']}: {reason}"
                 dropped[key] = dropped.get(key, 0) + 1
+                continue
+            counts[entry["path"]] += 1
+            yield row
 
 
 CONVERTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
@@ -132,18 +143,21 @@ CONVERTERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 }
 
 
-def load_rows(need: str, organized_dir: str | Path, capability: str,
-              dropped: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of the method data kind ``need`` for ``capability``, and the files they came from.
+def load_rows(need: str, organized_dir: str | Path, capability: str, dropped: dict[str, int] | None = None,
+              counts: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of the method data kind ``need`` for ``capability``, and the files that gave at least
+    one row. ``counts`` (when given) receives the rows of every file read, 0 for a file none of
+    whose records could be used; ``dropped`` the reasons, per file.
 
     Safety prompts come only from files labelled harmful or harmless by the organizer.
     """
     dropped = {} if dropped is None else dropped
+    counts = {} if counts is None else counts
     entries = method_files(organized_dir, capability, KIND_OF_NEED[need])
     if need == "safety_prompts":
         entries = [e for e in entries if e.get("label") in ("harmful", "harmless")]
-    rows = list(_read(entries, CONVERTERS[need], dropped))
-    return rows, [e["path"] for e in entries]
+    rows = list(_read(entries, CONVERTERS[need], dropped, counts))
+    return rows, [path for path, n in counts.items() if n]
 
 
 def missing_data_message(method: str, need: str, capability: str, organized_dir: str | Path) -> str:

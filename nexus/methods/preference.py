@@ -8,12 +8,15 @@ Anti-refusal pairs come from prompts labelled harmful / harmless (:mod:`nexus.me
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from nexus.methods.base import Method, MethodRows, MethodSettings, RowRequest, TrainContext, failing
 from nexus.methods.rows import BUILT_FROM_EXAMPLES, pairs_from_examples, refusal_prompts, refusal_rows
 from nexus.methods.safety import anti_refusal_pairs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ def prepare_pairs(request: RowRequest) -> MethodRows:
     """The preference file's pairs, else pairs built from the capability's own examples."""
     if request.found.rows:
         return request.found
+    log.warning("%s: no usable preference file in its manifest; building pairs from its own examples "
+                "(%s)", request.capability, BUILT_FROM_EXAMPLES)
     examples = request.examples
     pairs = pairs_from_examples(request.model, request.tokenizer, request.capability, examples,
                                 min(request.limit, len(examples)), request.max_new_tokens)

@@ -49,11 +49,16 @@ def check_method_data(method: Method, capability: str, organized_dir: str | Path
         return MethodRows()
     need = ROW_KIND[method.record_kind]
     dropped: dict[str, int] = {}
-    rows, files = load_rows(need, organized_dir, capability, dropped)
+    counts: dict[str, int] = {}
+    rows, files = load_rows(need, organized_dir, capability, dropped, counts)
     if dropped:
         log.info("%s rows dropped: %s", need, dropped)
+    for path in (p for p, n in counts.items() if not n):
+        reasons = "; ".join(k.split(": ", 1)[1] for k in dropped if k.startswith(f"{path}: ")) or "no records"
+        log.warning("%s: no usable %s row, not used (%s)", path, need, reasons)
     if rows or method.rows_from_examples:
-        return MethodRows(rows, f"files: {', '.join(files)}" if files else "", files)
+        source = "files: " + ", ".join(f"{p} ({counts[p]} rows)" for p in files) if files else ""
+        return MethodRows(rows, source, files)
     raise MethodDataError(missing_data_message(method.name, need, capability, organized_dir))
 
 
