@@ -29,6 +29,7 @@ from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from nexus.chat import token_ids
 from nexus.config import CapabilityParams, Params, capability_params
 from nexus.examples import capability_examples
+from nexus.loading import load_tokenizer
 from nexus.methods import capability_from_dict
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,6 @@ def read_split(folder: str | Path) -> PreparedSplit:
 def run_prepare(capability: str, params: Params, organized_dir: str | Path = paths.ORGANIZED_DIR,
                 out_dir: str | Path | None = None) -> PreparedSplit:
     """The prepare stage: build the split with the base model's tokenizer and write it."""
-    from nexus.loading import load_tokenizer
-
     split = build_split(capability, params, organized_dir, load_tokenizer(params.base.model))
     out = write_split(split, out_dir or paths.prepared_dir(capability))
     log.info("%s: %d training and %d held-out examples in %s; dropped: %s", capability, len(split.train),
@@ -152,11 +151,10 @@ def run_prepare(capability: str, params: Params, organized_dir: str | Path = pat
 
 
 def split_for(capability: str, params: Params, prepared: str | Path | None,
-              organized_dir: str | Path = paths.ORGANIZED_DIR) -> PreparedSplit:
+              organized_dir: str | Path = paths.ORGANIZED_DIR, tokenizer: Any = None) -> PreparedSplit:
     """The split a stage works on: read from ``prepared`` (what the DAG passes), else built in
-    memory from ``params`` (a direct ``nexus train``/``nexus eval`` run without ``--prepared``)."""
+    memory from ``params`` (a direct ``nexus train``/``nexus eval`` run without ``--prepared``)
+    with ``tokenizer`` (default: the base model's, loaded here)."""
     if prepared:
         return read_split(prepared)
-    from nexus.loading import load_tokenizer
-
-    return build_split(capability, params, organized_dir, load_tokenizer(params.base.model))
+    return build_split(capability, params, organized_dir, tokenizer or load_tokenizer(params.base.model))

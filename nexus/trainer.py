@@ -225,9 +225,9 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
 
 
 def _plan_run(capability: str, params: Params, organized_dir: str | Path, modality_file: str | Path,
-              prepared_dir: str | Path | None) -> _Run:
+              prepared_dir: str | Path | None, tokenizer: Any) -> _Run:
     """Everything checked and read before a model loads: method, modalities, data, checkpoint."""
-    split = split_for(capability, params, prepared_dir, organized_dir)
+    split = split_for(capability, params, prepared_dir, organized_dir, tokenizer)
     cap = split.settings
     method = _resolve_method(capability, cap)
     check_modalities(capability, modality_file)
@@ -284,10 +284,10 @@ def run_capability(
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
-    run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir)
+    tokenizer = load_tokenizer(params.base.model)
+    run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer)
     cap = run.cap
     torch.manual_seed(params.base.seed)
-    tokenizer = load_tokenizer(params.base.model)
     start_model = load_start_model(cap, run.profile)
     run.rows = prepare_rows(run.method, run.rows, capability, cap, start_model, tokenizer, run.split.train,
                             params.base.seed)

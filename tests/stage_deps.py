@@ -5,8 +5,7 @@ A stage's command runs ``python stages/<script>.py``; the script calls ``nexus.c
 ``nexus`` modules in every file it reaches (module level and function level: a function-level
 import is a real edge), and, in ``nexus/cli.py``, only the module level plus the verb's handler
 ``_cmd_<verb>``, ``main`` and the cli functions they call. Dynamic imports are resolved by rule: a stage of a
-capability (``train@cot``) loads that capability's module, any other stage every capability module;
-``nexus.methods`` loads every method module (the method is a param).
+capability (``train@cot``) loads that capability's module, any other stage every capability module.
 
     python -m tests.stage_deps            # print each stage's closure and what dvc.yaml misses
     python -m tests.stage_deps --deps     # also the closure written as dvc.yaml deps
@@ -24,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "nexus"
 CLI = Path("nexus/cli.py")
 CAPABILITIES = Path("nexus/capabilities")
-METHODS = Path("nexus/methods")
 
 
 def module_file(module: str) -> Path | None:
@@ -109,8 +107,6 @@ def _dynamic(path: Path, capability: str | None) -> set[Path]:
     if path == CAPABILITIES / "__init__.py":
         names = [capability] if capability else [p.stem for p in (ROOT / CAPABILITIES).glob("*.py")]
         return {CAPABILITIES / f"{n}.py" for n in names if (ROOT / CAPABILITIES / f"{n}.py").is_file()}
-    if path == METHODS / "__init__.py":
-        return {p.relative_to(ROOT) for p in (ROOT / METHODS).glob("*.py")}
     return set()
 
 
