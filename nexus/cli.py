@@ -93,13 +93,34 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from nexus.methods import load_params
     from nexus.prepare import run_prepare
 
-    name = registry.normalize(args.capability)
-    registry.resolve(name)
+    name = _capability(args)
     logs.setup(f"prepare_{name}")
     params = with_overrides(load_params(args.params), name, quick=args.quick or None,
                             long_context=args.long_context)
     run_prepare(name, params, organized_dir=args.data, out_dir=args.out or paths.prepared_dir(name))
     return 0
+
+
+def _capability(args: argparse.Namespace) -> str:
+    """The run's capability: ``--capability``, else the one DVC names in ``$DVC_STAGE``.
+
+    dvc.yaml's commands name no capability (a params.yaml key interpolated into a shell command
+    could run code): DVC sets ``DVC_STAGE=train@cot`` for the command, and it is read from there.
+    """
+    import os
+
+    if args.capability is None:
+        stage = os.environ.get("DVC_STAGE", "").rsplit(":", 1)[-1]
+        if "@" not in stage:
+            raise ValueError("--capability is required (e.g. --capability cot) outside a DVC stage")
+        args.capability = stage.split("@", 1)[1]
+    name = registry.normalize(args.capability)
+    registry.resolve(name)
+    if getattr(args, "prepared", None) == "":  # bare --prepared: the prepare stage's own folder
+        from nexus import paths
+
+        args.prepared = str(paths.prepared_dir(name))
+    return name
 
 
 def _stage_params(args: argparse.Namespace, name: str):
@@ -119,8 +140,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nexus import logs, paths
     from nexus.trainer import run_capability
 
-    name = registry.normalize(args.capability)
-    registry.resolve(name)
+    name = _capability(args)
     logs.setup(f"train_{name}")
     run_capability(name, _stage_params(args, name), paths.output_dir(name, args.out), organized_dir=args.data,
                    modality_file=args.modality, prepared_dir=args.prepared)
@@ -133,8 +153,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from nexus import logs, paths
     from nexus.evaluate import run_eval
 
-    name = registry.normalize(args.capability)
-    registry.resolve(name)
+    name = _capability(args)
     logs.setup(f"eval_{name}")
     metrics = run_eval(name, _stage_params(args, name), args.model or paths.output_dir(name),
                        organized_dir=args.data, prepared_dir=args.prepared, report_dir=args.out)
@@ -272,16 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_prepare_base)
 
     run_options = argparse.ArgumentParser(add_help=False)  # prepare, and train/eval without --prepared
-    run_options.add_argument("--capability", required=True)
+    run_options.add_argument("--capability", help="e.g. cot (default under DVC: the stage's, from $DVC_STAGE)")
     run_options.add_argument("--data", default="data/organized", help="organizer output folder")
     run_options.add_argument("--quick", action="store_true",
                              help="quick mode for this run: 10 steps, batch 1, 5 eval records (params: quick: true)")
     run_options.add_argument("--long-context", type=int, metavar="TOKENS",
                              help="train at this context length by RoPE scaling (params: long_context)")
     prepared = argparse.ArgumentParser(add_help=False)
-    prepared.add_argument("--prepared", metavar="DIR",
-                          help="the prepare stage's folder (data/prepared/<cap>); without it the split "
-                               "is built in memory from params.yaml")
+    prepared.add_argument("--prepared", metavar="DIR", nargs="?", const="",
+                          help="the prepare stage's folder (bare --prepared: data/prepared/<cap>); without "
+                               "it the split is built in memory from params.yaml")
 
     p = sub.add_parser("prepare", parents=[common, run_options],
                        help="format and split one capability's records (what `dvc repro prepare@<cap>` runs)")

@@ -109,6 +109,21 @@ def _arch_kind(architectures: list[str]) -> str | None:
     return None
 
 
+def check_config_types(config: dict[str, Any], where: Path) -> None:
+    """Refuse a ``config.json`` whose ``model_type`` / ``architectures`` have the wrong types.
+
+    Raises:
+        ValueError: naming the file and the field.
+    """
+    model_type = config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ValueError(f"{where}: model_type is a {type(model_type).__name__}, expected a string such as 'llama'")
+    archs = config.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise ValueError(f"{where}: architectures must be a list of class names such as "
+                         f"['LlamaForCausalLM'], got {json.dumps(archs)[:60]}")
+
+
 def modalities_from_config(config: dict[str, Any]) -> dict[str, Any]:
     """Decide modalities and role from a parsed ``config.json``.
 
@@ -187,26 +202,56 @@ def _read(f: BinaryIO, fmt: str) -> Any:
     return struct.unpack(fmt, data)[0]
 
 
+GGUF_MAX_STRING = 1 << 24  # bytes: a metadata string longer than this is a crafted or broken header
+
+
+def _left(f: BinaryIO) -> int:
+    """Bytes between the read position and the end of the file."""
+    return os.fstat(f.fileno()).st_size - f.tell()
+
+
+class GGUFHeaderError(ValueError):
+    """A GGUF header whose lengths or counts the file cannot hold (crafted or truncated)."""
+
+
+def _check_fits(f: BinaryIO, n: int, what: str) -> None:
+    if n > _left(f):
+        raise GGUFHeaderError(f"{what} of {n} bytes runs past the end of the file")
+
+
+def _skip(f: BinaryIO, n: int, what: str) -> None:
+    """Skip ``n`` bytes, refusing a length the file cannot hold (a crafted header's huge counts)."""
+    _check_fits(f, n, what)
+    f.seek(n, os.SEEK_CUR)
+
+
 def _read_str(f: BinaryIO) -> str:
     n = _read(f, "<Q")
+    if n > min(GGUF_MAX_STRING, _left(f)):
+        raise GGUFHeaderError(f"GGUF string of {n} bytes runs past the end of the file or the "
+                              f"{GGUF_MAX_STRING}-byte limit")
     return f.read(n).decode("utf-8", errors="replace")
 
 
-def _read_value(f: BinaryIO, vtype: int) -> Any:
+def _read_value(f: BinaryIO, vtype: int, depth: int = 0) -> Any:
     if vtype in _GGUF_SCALARS:
         return _read(f, _GGUF_SCALARS[vtype])
     if vtype == _GGUF_STRING:
         return _read_str(f)
     if vtype == _GGUF_ARRAY:
         item_type, count = _read(f, "<I"), _read(f, "<Q")
+        if depth >= 2:
+            raise GGUFHeaderError("GGUF arrays nested deeper than 2 levels")
         if item_type in _GGUF_SCALARS:  # skipped, not decoded: tokenizer arrays are large
-            f.seek(count * struct.calcsize(_GGUF_SCALARS[item_type]), os.SEEK_CUR)
+            _skip(f, count * struct.calcsize(_GGUF_SCALARS[item_type]), "a GGUF array")
         elif item_type == _GGUF_STRING:
+            _check_fits(f, count * 8, "a GGUF string array")
             for _ in range(count):
-                f.seek(_read(f, "<Q"), os.SEEK_CUR)
+                _skip(f, _read(f, "<Q"), "a GGUF string")
         else:
+            _check_fits(f, count * 4, "a GGUF array")
             for _ in range(count):
-                _read_value(f, item_type)
+                _read_value(f, item_type, depth + 1)
         return {"array_of": item_type, "length": count}
     raise ValueError(f"unknown GGUF value type {vtype}")
 
@@ -219,7 +264,8 @@ def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     array, which takes seconds, and is used only as a fallback for headers this parser rejects.
 
     Raises:
-        ValueError: the file is not a GGUF file.
+        ValueError: the file is not a GGUF file; :class:`GGUFHeaderError` when a length or count in
+            its header is more than the file holds (crafted or truncated), checked before reading.
     """
     p = Path(path)
     try:
@@ -228,12 +274,16 @@ def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise ValueError(f"{p}: not a GGUF file (no GGUF magic); expected a .gguf model file")
             version = _read(f, "<I")
             _tensors, kv_count = _read(f, "<Q"), _read(f, "<Q")
+            if kv_count * 12 > _left(f):  # each key/value takes at least 12 bytes
+                raise GGUFHeaderError(f"GGUF header claims {kv_count} metadata keys, more than the file holds")
             meta: dict[str, Any] = {"GGUF.version": version}
             for _ in range(kv_count):
                 key = _read_str(f)
                 meta[key] = _read_value(f, _read(f, "<I"))
             return meta
     except (ValueError, struct.error) as err:
+        if isinstance(err, GGUFHeaderError):
+            raise GGUFHeaderError(f"{p}: unreadable GGUF header: {err}") from None
         if "GGUF magic" in str(err):
             raise
         return _gguf_reader_metadata(p, err)
@@ -304,6 +354,7 @@ def detect_modalities(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ValueError(f"{p / 'config.json'}: not valid JSON ({err})") from None
         if not isinstance(config, dict):
             raise ValueError(f"{p / 'config.json'}: expected a JSON object")
+        check_config_types(config, p / "config.json")
         report = modalities_from_config(config)
         source = "config.json"
     else:

@@ -14,11 +14,14 @@ Sampling draws from torch's global generator: the caller seeds it (``torch.manua
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nexus.chat import render_prompt
-from nexus.generation.limits import padding_id, stop_ids
+from nexus.generation.limits import context_length, fit_context, padding_id, stop_ids
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
 TOP_P = 0.95  # nucleus sampling cut-off when sampling (temperature above 0)
@@ -76,6 +79,9 @@ def generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], max
 
     Rows are left padded (with :func:`nexus.generation.limits.padding_id`) in batches of
     ``batch_size``: in the given order, or by length, longest first, with ``length_sorted``.
+    Prompts and ``max_new_tokens`` are first fitted to the model's context window
+    (:func:`nexus.generation.limits.fit_context`: an over-long prompt keeps its last tokens, with a
+    warning), so a huge record cannot make ``generate`` allocate beyond the window.
     Generation is greedy, or sampled at ``temperature`` above 0; it stops at the end-of-sequence
     ids and, with ``stop_strings``, after any of them. With ``cut`` each row ends before its first
     stop id (:func:`nexus.generation.limits.stop_ids`); without it the rows keep every new token,
@@ -85,6 +91,10 @@ def generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], max
     import torch
 
     model.eval()
+    rows, max_new_tokens, cut_rows = fit_context(rows, context_length(model), max_new_tokens)
+    if cut_rows:
+        log.warning("%d prompt(s) longer than the model's context (%s tokens, %d kept for the reply): "
+                    "kept their last tokens", cut_rows, context_length(model), max_new_tokens)
     pad = padding_id(tokenizer)
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad,
                                **sampling_options(temperature)}

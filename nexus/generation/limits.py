@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, overload
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -24,6 +25,25 @@ def context_length(model_or_config: Any, default: int | None = None) -> int | No
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return default
+
+
+def fit_context(rows: Sequence[Sequence[int]], context: int | None,
+                max_new_tokens: int) -> tuple[list[list[int]], int, int]:
+    """Prompt rows and a new-token budget that fit a ``context``-token window together.
+
+    A row longer than the room left after ``max_new_tokens`` keeps its last tokens (the end of a
+    chat prompt, where the reply starts); ``max_new_tokens`` shrinks to at most half the window so
+    that a prompt always keeps some room.
+
+    Returns:
+        ``(rows, max_new_tokens, cut)``: the fitted rows, the budget, how many rows were shortened.
+    """
+    if context is None:
+        return [list(r) for r in rows], max_new_tokens, 0
+    new_tokens = max(1, min(max_new_tokens, context // 2))
+    room = context - new_tokens
+    fitted = [list(r[-room:]) if len(r) > room else list(r) for r in rows]
+    return fitted, new_tokens, sum(len(r) > room for r in rows)
 
 
 def _ids(value: Any) -> set[int]:

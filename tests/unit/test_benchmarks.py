@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -267,14 +268,22 @@ def test_cli_runs_and_prints_a_table(tiny_model_dir: Path, tmp_path: Path, monke
     assert (tmp_path / "results" / "benchmarks.csv").is_file()
 
 
-def test_make_benchmark_target() -> None:
+def test_make_benchmark_target(tmp_path) -> None:
+    """make benchmark hands MODEL / TASKS / LIMIT to `nexus benchmark` as whole arguments."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     phony = next(line for line in makefile.splitlines() if line.startswith(".PHONY:"))
     assert "benchmark" in phony.split()
-    dry = subprocess.run(["make", "-n", "--no-print-directory", "benchmark", "SKIP_INSTALL=1",
-                          "MODEL=models/x", "TASKS=gsm8k", "LIMIT=3"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert 'nexus benchmark --model "models/x" --tasks "gsm8k"' in dry and "--limit 3" in dry
+
+    def make(*variables: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "--no-print-directory", "benchmark", "SKIP_INSTALL=1",
+                               f"VENV={Path(sys.executable).parent.parent}", *variables],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    missing = tmp_path / "no such model"
+    result = make(f"MODEL={missing}", "TASKS=gsm8k", "LIMIT=3")
+    assert result.returncode != 0 and str(missing) in result.stderr, result.stderr
+    bad_limit = make(f"MODEL={missing}", "LIMIT=3 4")
+    assert "invalid int value: '3 4'" in bad_limit.stderr, bad_limit.stderr
     default = subprocess.run(["make", "-n", "--no-print-directory", "benchmark", "SKIP_INSTALL=1"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout
-    assert '--model "models/base"' in default and "--tasks" not in default
+    assert '--model "${MODEL:-models/base}"' in default

@@ -18,7 +18,7 @@ from nexus.generation.batch import (
     length_sorted_batches,
     sampling_options,
 )
-from nexus.generation.limits import context_length, eos_ids, padding_id, stop_ids
+from nexus.generation.limits import context_length, eos_ids, fit_context, padding_id, stop_ids
 
 QUESTIONS = ["Hi", "What is 7 times 6, please tell me now?", "Tell me a long story about crepes and the sea.",
              "2 + 3?"]
@@ -144,3 +144,23 @@ def test_limits_read_the_config_and_the_tokenizer():
     assert padding_id(tokenizer) == 2
     assert stop_ids(model, SimpleNamespace(eos_token_id=2, pad_token_id=0)) == {0, 2, 7}
     assert padding_id(SimpleNamespace(eos_token_id=2, pad_token_id=0)) == 0
+
+
+def test_fit_context_keeps_the_end_of_long_prompts():
+    rows, new_tokens, cut = fit_context([list(range(100)), [1, 2, 3]], context=64, max_new_tokens=16)
+    assert (new_tokens, cut) == (16, 1)
+    assert rows == [list(range(52, 100)), [1, 2, 3]]  # 48 = 64 - 16 tokens of room, the last ones
+    rows, new_tokens, _ = fit_context([[7] * 10], context=64, max_new_tokens=500)
+    assert new_tokens == 32 and rows == [[7] * 10]  # the reply never takes more than half the window
+    assert fit_context([[1] * 5000], None, 8) == ([[1] * 5000], 8, 0)  # no known window: unchanged
+
+
+def test_a_prompt_longer_than_the_context_is_cut_not_fed_whole(tiny, caplog):
+    """A held-out record can hold a 10 MB string: generation keeps the window, with a warning."""
+    model, tokenizer = tiny
+    window = context_length(model)
+    long_row = [tokenizer.eos_token_id + 1] * (window * 3)
+    with caplog.at_level("WARNING", logger="nexus.generation.batch"):
+        (new,) = generate_rows(model, tokenizer, [long_row], max_new_tokens=4, cut=False)
+    assert len(new) == 4
+    assert "longer than the model's context" in caplog.text

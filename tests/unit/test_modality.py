@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,42 @@ def test_detect_stage(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.stderr
+
+
+def _crafted_gguf(body: bytes, kv_count: int = 1) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, kv_count) + body
+
+
+# Headers written by this test whose lengths or counts the file cannot hold.
+CRAFTED_GGUF = {
+    "huge-string": _crafted_gguf(struct.pack("<Q", 1 << 60) + b"k" * 64),
+    "huge-key-count": _crafted_gguf(b"", kv_count=1 << 62),
+    "huge-array": _crafted_gguf(struct.pack("<Q", 3) + b"abc" + struct.pack("<IIQ", 9, 8, 1 << 61)),
+    "huge-scalar-array": _crafted_gguf(struct.pack("<Q", 3) + b"abc" + struct.pack("<IIQ", 9, 10, 1 << 40)),
+    "nested-arrays": _crafted_gguf(struct.pack("<Q", 3) + b"abc" + struct.pack("<I", 9)
+                                   + struct.pack("<IQ", 9, 1) * 5000),
+    "truncated": b"GGUF\x03",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED_GGUF))
+def test_crafted_gguf_gives_one_line_error(tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.gguf"
+    path.write_bytes(CRAFTED_GGUF[name])
+    result = subprocess.run([sys.executable, "-m", "nexus.cli", "detect", str(path)], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: {path}: unreadable GGUF header"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ({"model_type": ["llama"]}, "model_type is a list"),
+    ({"architectures": 5, "model_type": "llama"}, "architectures must be a list"),
+    ({"architectures": [None, 3]}, "architectures must be a list"),
+])
+def test_config_with_wrong_types_gives_one_line_error(tmp_path: Path, config: dict, words: str) -> None:
+    folder = _model(tmp_path, "crafted", config)
+    with pytest.raises(ValueError, match=words) as info:
+        detect_modalities(folder)
+    assert str(folder / "config.json") in str(info.value)
