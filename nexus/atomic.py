@@ -12,6 +12,20 @@ from pathlib import Path
 from typing import Any
 
 
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for longer than the call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def as_created(path: Path, directory: bool) -> Path:
+    """Give a ``mkdtemp`` / ``mkstemp`` path (owner-only, 0700 / 0600) the mode a plain
+    ``mkdir`` / ``open`` would have given it, so outputs renamed into place are not owner-only."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
+    return path
+
+
 @contextmanager
 def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``out`` when the block succeeds.
@@ -20,7 +34,7 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = as_created(Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)), True)
     try:
         yield tmp
     except BaseException:
@@ -37,6 +51,7 @@ def write_text_atomic(text: str, out: str | os.PathLike[str]) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
+        as_created(Path(tmp), False)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, out_path)
