@@ -219,7 +219,7 @@ def _content(raw: Any) -> tuple[Content, list[str], list[dict[str, Any]]]:
             calls.extend(_calls(part.get("value", part.get("text", part))))
         elif part.get("type", "text") == "text":
             parts.append({"type": "text", "text": _part_text(part)})
-        elif part.get("type") in MEDIA_KINDS:
+        elif str(part.get("type")) in MEDIA_KINDS:  # str(): a list or object type is an unknown part
             kind = MEDIA_KINDS[part["type"]]
             parts.append({"type": kind, "source": _media_source(part, kind)})
         else:
@@ -315,7 +315,8 @@ def with_system(record: dict[str, Any], turns: list[Turn]) -> list[Turn]:
 def history_turns(record: dict[str, Any]) -> list[Turn]:
     """LLaMA-Factory/ms-swift ``history``: ``[[query, response], ...]`` before the current turn."""
     turns: list[Turn] = []
-    for pair in record.get("history") or []:
+    history = record.get("history") or []
+    for pair in history if isinstance(history, list) else [None]:  # not a list: refused below
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
             raise ConversationError("'history' is not a list of [query, response] string pairs")
         turns += [Turn("user", pair[0]), Turn("assistant", pair[1])]

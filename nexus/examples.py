@@ -39,6 +39,7 @@ from typing import Any
 
 from nexus import capabilities
 from nexus.readers import iter_records
+from nexus.record_checks import format_record, record_problem
 
 log = logging.getLogger(__name__)
 
@@ -187,18 +188,23 @@ def stream_reason(paths: list[str], threshold_mb: float) -> str | None:
 
 def _formatted(module: Any, entries: list[dict[str, Any]], capability: str,
                dropped: Counter[str], digest: Any) -> Iterator[capabilities.Example]:
-    """Every record of the manifest's files through the capability's formatter, in file order."""
+    """Every record of the manifest's files through the capability's formatter, in file order;
+    a record it refuses (or :func:`nexus.record_checks.record_problem` refuses) is counted in
+    ``dropped`` under its reason."""
     for entry in entries:
         digest.update(f"{entry['path']}:{entry.get('sha256', '')}".encode())
         formatter = module.FORMATTERS.get(entry["format"])
         if formatter is None:
             dropped[f"format '{entry['format']}' has no {capability} formatter"] += entry.get("records", 0)
             continue
-        for record in iter_records(entry["path"]):
-            try:
-                yield formatter(record)
-            except capabilities.SkipRecord as reason:
-                dropped[str(reason)] += 1
+        source = Path(entry["path"])
+        for record in iter_records(source):
+            reason = record_problem(record, entry.get("kind"), source)
+            example, reason = (None, reason) if reason else format_record(formatter, record)
+            if reason:
+                dropped[reason] += 1  # the reason the organizer reported for it (nexus.record_checks)
+            else:
+                yield example
 
 
 def stream_key(example: capabilities.Example, seed: int) -> int:

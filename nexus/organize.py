@@ -1,7 +1,8 @@
 """The dataset organizer: find data files, detect their format, route them to capabilities.
 
-``organize`` walks the source folders, reads the first records of each data file to detect its
-format (:mod:`nexus.formats`), counts its records and hashes it by streaming, and writes, in one
+``organize`` walks the source folders (:mod:`nexus.walk`), reads the first records of each data
+file to detect its format (:mod:`nexus.formats`), reads every record once more to count it and
+check it against its format's schema (:data:`RECORD_CHECK`), hashes the file, and writes, in one
 atomic step, ``<out>/catalog.json`` and one ``<out>/<capability>/manifest.json`` per capability that
 received files. A file goes to every capability that has a formatter for its detected format
 (:func:`nexus.capabilities.formats_of`); a file no capability takes, or whose format is unknown, is
@@ -9,17 +10,27 @@ listed as unplaced with the reason. Nothing is guessed, and user files are never
 except with ``move=True`` (the seed's behaviour), which moves placed files from ``data/raw`` into
 ``<out>/<capability>/``.
 
+Every file is judged alone: a file that cannot be read as data (a FIFO, socket, device or folder;
+a symlink that loops or leaves its data root; an unreadable file; binary or UTF-16 text; a broken,
+too deeply nested or NaN-holding record; any other ``OSError``/``ValueError``/``RecursionError``/
+``MemoryError`` while reading it) is listed as unplaced with a one-line reason, and the run goes on.
+A record its format's schema refuses (a KTO label that is not a boolean, an unknown role, ...) is
+counted as ``invalid`` with its number and reason in ``problems``; a file with no usable record is
+unplaced (``no usable record: record 1: ...``), and manifests list only files with usable records.
+
 Catalog (``catalog.json``)::
 
     {"files": [{"path", "format", "kind", "capabilities": [...], "records", "sha256",
-                "status": "placed" | "unplaced", "why"}],
+                "status": "placed" | "unplaced", "why", "label", "usable", "invalid",
+                "problems": ["record 7: ...", ...]}],
      "models": [{"path", "role", "modalities": [...], "model_type", "architectures", "source",
                  "why"}],
      "notes": [str]}
 
 Manifest (``<capability>/manifest.json``)::
 
-    {"capability": name, "files": [{"path", "format", "kind", "records", "sha256"}]}
+    {"capability": name, "files": [{"path", "format", "kind", "records", "usable", "invalid",
+                                    "sha256"}], "method_files": [...], "preference_pairs": str}
 
 No torch import: ``nexus plan`` and ``nexus organize`` use this module.
 """
@@ -32,27 +43,22 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nexus import capabilities, formats, methods, modality, readers
+from nexus import capabilities, formats, methods, modality, readers, record_checks, walk
+from nexus.atomic import as_created
 from nexus.registry import CAPABILITIES
 
 CATALOG = "catalog.json"
 MANIFEST = "manifest.json"
 RAW_DIR = Path("data/raw")
-
-# Files that document a dataset rather than hold records.
-DOC_NAMES = ("readme", "license", "licence", "copying", "notice", "source")
-DOC_FILES = ("SOURCE.md",)
-# Media referenced by records (images, audio, video); never read as data.
-MEDIA_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg",
-    ".mp3", ".wav", ".flac", ".ogg", ".m4a", ".aac", ".opus",
-    ".mp4", ".avi", ".mov", ".mkv", ".webm",
-})
+# Errors that make one file unplaced, never the whole run (readers raise RecordError for what
+# they recognize; these are the rest: I/O, decoding, a record too deep or too large for memory,
+# a detection rule meeting a record of unexpected shape).
+FILE_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError, MemoryError)
 # Kinds whose records point at media by relative path: moving the file alone would break them.
 MEDIA_KINDS = frozenset({"image", "video", "audio", "video_audio", "image_caption"})
 
@@ -73,7 +79,12 @@ class FileEntry:
         records: record count, or None when the file could not be read.
         sha256: hex digest of the file's bytes, or None when it could not be read.
         status: ``placed`` when at least one capability takes the file, else ``unplaced``.
-        why: why it was placed (the format rule's reason) or why not.
+        why: why it was placed (the format rule's reason) or why not; one line.
+        label: safety prompts: ``harmful`` or ``harmless`` (from the file name).
+        usable: records its format's schema accepts (None when not read through, or when the
+            format is unknown and nothing was checked).
+        invalid: records its format's schema refuses.
+        problems: the first :data:`nexus.walk.PROBLEMS_SHOWN` refused records, ``"record N: reason"``.
     """
 
     path: str
@@ -84,7 +95,10 @@ class FileEntry:
     sha256: str | None
     status: str
     why: str
-    label: str | None = None  # safety prompts: "harmful" or "harmless" (from the file name)
+    label: str | None = None
+    usable: int | None = None
+    invalid: int = 0
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,16 +189,22 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def classify_file(path: Path, head_records: int = 5) -> FileEntry:
-    """Detect, count and hash one data file, and decide where it goes.
+# The schema check run on every record of every recognized file (see nexus.walk.RecordCheck).
+RECORD_CHECK: walk.RecordCheck = record_checks.check_record
+
+
+def classify_file(path: Path, head_records: int = 5,
+                  check: walk.RecordCheck | None = RECORD_CHECK) -> FileEntry:
+    """Detect, count, check and hash one data file, and decide where it goes.
 
     Args:
-        path: the data file.
+        path: the data file (already judged safe to open, see :func:`nexus.walk.judge_path`).
         head_records: records read from its head to detect the format.
+        check: the schema check run on every record of a recognized file (None: none).
 
     Returns:
-        The catalog entry; unreadable and unrecognized files come back ``unplaced`` with the
-        reason, never as an exception.
+        The catalog entry; unreadable and unrecognized files, and files with no usable record,
+        come back ``unplaced`` with the reason, never as an exception from the readers.
     """
     shown = path.as_posix()
     try:
@@ -194,27 +214,50 @@ def classify_file(path: Path, head_records: int = 5) -> FileEntry:
     except readers.RecordError as err:
         return FileEntry(shown, None, None, [], None, _hash_or_none(path), "unplaced",
                          f"unreadable: {err}")
+    if not head:
+        return FileEntry(shown, None, None, [], 0, sha256_file(path), "unplaced",
+                         f"no records: {readers.why_no_records(path)}")
     detection = formats.detect_format(head)
     try:
-        records = readers.count_records(path)
+        tally = walk.tally_records(path, detection, check)
     except readers.RecordError as err:
         return FileEntry(shown, detection.format, detection.kind, [], None, _hash_or_none(path),
                          "unplaced", f"unreadable past its head: {err}")
-    digest = sha256_file(path)
+    entry = FileEntry(shown, detection.format, detection.kind, [], tally.records, sha256_file(path),
+                      "unplaced", "", usable=tally.usable, invalid=tally.invalid, problems=tally.problems)
     if detection.kind is None:
-        return FileEntry(shown, None, None, [], records, digest, "unplaced",
-                         f"unrecognized: {detection.why}")
-    if detection.kind in METHOD_KINDS:
+        entry.why = f"unrecognized: {detection.why}"
+    elif tally.usable == 0:
+        entry.why = f"no usable record: {tally.problems[0]}" if tally.problems else "no usable record"
+    elif detection.kind in METHOD_KINDS:
         caps, routed = method_capabilities(path, detection.kind)
-        label = safety_label(path) if detection.kind == "prompt_only" else None
-        return FileEntry(shown, detection.format, detection.kind, caps, records, digest,
-                         "placed" if caps else "unplaced", f"{detection.why}; {routed}", label)
-    caps = capabilities_for_format(detection.format)
-    if not caps:
-        why = f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}"
-        return FileEntry(shown, detection.format, detection.kind, [], records, digest, "unplaced", why)
-    return FileEntry(shown, detection.format, detection.kind, caps, records, digest, "placed",
-                     detection.why)
+        entry.label = safety_label(path) if detection.kind == "prompt_only" else None
+        entry.capabilities, entry.why = caps, f"{detection.why}; {routed}"
+    else:
+        entry.capabilities = capabilities_for_format(detection.format)
+        entry.why = detection.why if entry.capabilities else (
+            f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}")
+    entry.status = "placed" if entry.capabilities else "unplaced"
+    return entry
+
+
+def judge_file(found: walk.Found, head_records: int = 5) -> FileEntry:
+    """The catalog entry of one path found in a source folder; never raises for a bad file.
+
+    A path :mod:`nexus.walk` refused is unplaced with its reason, unopened; any error in
+    :data:`FILE_ERRORS` while reading the file becomes its unplaced reason. The reason is one line.
+    """
+    shown = found.path.as_posix()
+    if found.problem is not None:
+        entry = FileEntry(shown, None, None, [], None, None, "unplaced", found.problem)
+    else:
+        try:
+            entry = classify_file(found.path, head_records)
+        except FILE_ERRORS as err:
+            entry = FileEntry(shown, None, None, [], None, None, "unplaced",
+                              f"could not be read as data ({type(err).__name__}: {err})")
+    entry.why = walk.one_line(entry.why)
+    return entry
 
 
 def _hash_or_none(path: Path) -> str | None:
@@ -222,11 +265,6 @@ def _hash_or_none(path: Path) -> str | None:
         return sha256_file(path)
     except OSError:
         return None
-
-
-def _is_doc(name: str) -> bool:
-    stem = name.split(".", 1)[0].lower()
-    return name in DOC_FILES or stem in DOC_NAMES
 
 
 def _is_generated(path: Path, out_dir: Path) -> bool:
@@ -237,39 +275,22 @@ def _is_generated(path: Path, out_dir: Path) -> bool:
     return rel == Path(CATALOG) or (len(rel.parts) == 2 and rel.name == MANIFEST)
 
 
-def _walk(root: Path, exclude: Path | None, skipped: dict[str, int]) -> Iterator[Path]:
-    """Data files under ``root`` in sorted order, skipping hidden, documentation and media files."""
-    if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and (exclude is None or (here / d).resolve() != exclude)
-        )
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            if _is_doc(name):
-                skipped["documentation"] += 1
-            elif Path(name).suffix.lower() in MEDIA_SUFFIXES:
-                skipped["media"] += 1
-            else:
-                yield here / name
-
-
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _manifest(name: str, files: list[FileEntry]) -> dict[str, Any]:
-    """A capability's manifest: its own example files, and the files its methods may use."""
+    """A capability's manifest: its own example files, and the files its methods may use.
+
+    Only placed files are listed, and a placed file has usable records: ``records`` counts them
+    all, ``usable`` those its format's schema accepts, ``invalid`` the rest (named in the catalog).
+    """
 
     def entry(f: FileEntry) -> dict[str, Any]:
+        usable = f.records if f.usable is None else f.usable
         out = {"path": f.path, "format": f.format, "kind": f.kind, "records": f.records,
-               "sha256": f.sha256}
+               "usable": usable, "invalid": f.invalid, "sha256": f.sha256}
         return {**out, "label": f.label} if f.label else out
 
     return {
@@ -292,7 +313,7 @@ def preference_source(files: list[FileEntry]) -> str:
 
 def _under(path: Path, folder: Path) -> Path | None:
     try:
-        return path.resolve().relative_to(folder.resolve())
+        return Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
     except ValueError:
         return None
 
@@ -343,12 +364,13 @@ def organize(
         if not is_out and not root.exists():
             catalog.notes.append(f"source {root.as_posix()} does not exist; skipped")
             continue
-        for path in _walk(root, None if is_out else out_resolved, skipped):
-            resolved = path.resolve()
+        for found in walk.data_files(root, None if is_out else out_resolved, skipped):
+            # A refused path is never followed: its own place is its identity.
+            resolved = Path(os.path.abspath(found.path) if found.problem else os.path.realpath(found.path))
             if resolved in seen or _is_generated(resolved, out_resolved):
                 continue
             seen.add(resolved)
-            catalog.files.append(classify_file(path, head_records))
+            catalog.files.append(judge_file(found, head_records))
     if skipped["media"]:
         catalog.notes.append(f"skipped {skipped['media']} media files (referenced by records, not data)")
     if skipped["documentation"]:
@@ -407,7 +429,7 @@ def _write_atomically(catalog: Catalog, out: Path, relocations: list[tuple[Path,
     """Build the output in a temp dir next to ``out``, then swap it in with renames."""
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    tmp = as_created(Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent)), directory=True)
     backup: Path | None = None
     done: list[tuple[Path, Path]] = []
     try:
@@ -454,12 +476,17 @@ def format_summary(catalog: Catalog) -> str:
         width = max(len(n) for n in by_cap)
         lines.append(f"  {'capability':<{width}}  files  records")
         for name, files in by_cap.items():
-            records = sum(f.records or 0 for f in files)
+            records = sum((f.records if f.usable is None else f.usable) or 0 for f in files)
             flag = "" if CAPABILITIES[name].implemented else "  (not trainable yet)"
             lines.append(f"  {name:<{width}}  {len(files):>5}  {records:>7}{flag}")
+    flawed = [f for f in catalog.files if f.status == "placed" and f.invalid]
+    if flawed:
+        lines.append("placed, some records left out (no formatter takes them; the catalog lists the first few):")
+        lines.extend(f"  {walk.one_line(f.path)}: {f.invalid} of {f.records} not usable ({f.problems[0]}"
+                     f"{'; ...' if f.invalid > 1 else ''})" for f in flawed)
     if catalog.unplaced:
         lines.append("unplaced (not used by any capability):")
-        lines.extend(f"  {f.path}: {f.why}" for f in catalog.unplaced)
+        lines.extend(f"  {walk.one_line(f.path)}: {f.why}" for f in catalog.unplaced)
     if catalog.models:
         lines.append("models:")
         for m in catalog.models:

@@ -9,6 +9,14 @@ objects one after another), ``.csv`` (with a header row), ``.parquet`` and ``.tx
 ``{"text": ...}`` record per paragraph separated by blank lines; per line when the file has no
 blank line).
 
+Strict about what is text and what is JSON, so that a bad file fails with a one-line
+:class:`RecordError` naming the file (and the record) instead of a traceback or a hang: the head of
+a text file is sniffed first (UTF-16/UTF-32 is refused with "re-save it as UTF-8"; NUL bytes or
+many control characters mean "binary, not text"), ``NaN``/``Infinity`` are refused (not JSON, RFC
+8259; Python's json would accept them), a record nested too deeply for the parser is a RecordError
+rather than ``RecursionError``, and a line or record over :data:`MAX_RECORD_CHARS` is refused before
+it is held in memory whole.
+
 No torch and no pyarrow at import time: ``nexus plan`` imports this module.
 """
 
@@ -18,6 +26,7 @@ import csv
 import itertools
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,12 @@ from typing import Any
 CHUNK_SIZE = 1 << 16
 PARQUET_BATCH_ROWS = 1024
 CSV_FIELD_LIMIT = 1 << 26  # characters per CSV field
+MAX_RECORD_CHARS = 1 << 27  # characters per JSONL line, JSON record or text line (128 Mi)
+SNIFF_BYTES = 8192  # bytes of a text file's head checked for being text at all
+# Bytes that never occur in text: C0 controls other than tab, newlines, form feed; and DEL.
+_CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B} | {0x7F}
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUPPORTED_SUFFIXES = (*JSONL_SUFFIXES, ".json", ".csv", ".parquet", ".txt")
@@ -39,6 +54,18 @@ class RecordError(ValueError):
 
 class UnsupportedFileError(ValueError):
     """A file whose type no reader handles."""
+
+
+class _NonFinite(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON text."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+# Strict JSON: NaN and Infinity are not JSON (RFC 8259), though Python's json accepts them.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _suffix(path: Path) -> str:
@@ -70,6 +97,8 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     readers = {".json": _iter_json, ".csv": _iter_csv, ".parquet": _iter_parquet, ".txt": _iter_txt}
     reader = readers.get(suffix, _iter_jsonl)
     try:
+        if suffix != ".parquet":
+            _check_text_head(p)
         yield from reader(p)
     except UnicodeDecodeError as err:
         raise RecordError(
@@ -77,6 +106,60 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         ) from err
     except OSError as err:
         raise RecordError(f"{p}: cannot be read ({err.strerror or err})") from err
+
+
+def _check_text_head(path: Path) -> None:
+    """Refuse a file whose first :data:`SNIFF_BYTES` are not UTF-8-compatible text.
+
+    Raises:
+        RecordError: UTF-16/UTF-32 text (by its byte-order mark, or NUL bytes in every other
+            place), or binary data: NUL bytes, or more than 1 in 100 bytes control characters.
+    """
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            raise RecordError(f"{path}: {name} text; re-save it as UTF-8")
+    nul = head.find(b"\0")
+    if nul >= 0:
+        even, odd = head[0::2].count(0), head[1::2].count(0)  # UTF-16 ASCII: a NUL in every other byte
+        if min(even, odd) == 0 and max(even, odd) * 3 >= len(head) // 2:
+            raise RecordError(f"{path}: UTF-16 text without a byte-order mark; re-save it as UTF-8")
+        raise RecordError(f"{path}: binary, not text (a NUL byte at byte {nul}); a data file must be "
+                          f"UTF-8 text")
+    controls = sum(1 for b in head if b in _CONTROL_BYTES)
+    if controls * 100 > len(head):
+        raise RecordError(f"{path}: binary, not text ({controls} control characters in its first "
+                          f"{len(head)} bytes); a data file must be UTF-8 text")
+
+
+def _lines(f: Any, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) over a text file, refusing a line over :data:`MAX_RECORD_CHARS`."""
+    for line_no, line in enumerate(iter(lambda: f.readline(MAX_RECORD_CHARS + 1), ""), start=1):
+        if len(line) > MAX_RECORD_CHARS:
+            raise RecordError(f"{path}: line {line_no}: longer than {MAX_RECORD_CHARS} characters; "
+                              f"split it (no record may be that long)")
+        yield line_no, line
+
+
+def _loads(text: str, path: Path, where: str) -> Any:
+    """One JSON value (strict: no NaN/Infinity); errors become RecordError naming ``where``."""
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: {where}: invalid JSON: {err.msg} (column {err.colno})") from None
+    except (ValueError, RecursionError) as err:
+        raise _undecodable(err, path, where) from None
+
+
+def _undecodable(err: ValueError | RecursionError, path: Path, where: str) -> RecordError:
+    """The RecordError for a JSON value the strict decoder refuses (other than a syntax error)."""
+    if isinstance(err, _NonFinite):
+        return RecordError(f"{path}: {where}: {err} is not valid JSON (write null or a number)")
+    if isinstance(err, RecursionError):
+        return RecordError(f"{path}: {where}: nested too deeply to read (lists or objects more than "
+                           f"about {sys.getrecursionlimit()} levels deep)")
+    return RecordError(f"{path}: {where}: cannot be decoded ({err})")  # e.g. a 5000-digit integer
 
 
 def peek_records(path: str | os.PathLike[str], n: int) -> list[dict[str, Any]]:
@@ -118,24 +201,40 @@ def count_records(path: str | os.PathLike[str]) -> int:
     return sum(1 for _ in iter_records(p))
 
 
+def why_no_records(path: str | os.PathLike[str]) -> str:
+    """Why a readable data file yields no record, in a few words (for the catalog).
+
+    ``"a header row (question, answer) and no records"`` for a CSV with only its header,
+    ``"the file is empty"`` for zero bytes, else ``"no records in it (only whitespace or an empty
+    array)"``.
+    """
+    p = Path(path)
+    if p.stat().st_size == 0:
+        return "the file is empty"
+    suffix = _suffix(p)
+    if suffix == ".parquet":
+        return "a parquet file with no rows"
+    if suffix == ".csv":
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), None)
+        if header:
+            shown = ", ".join(header[:6]) + (f" and {len(header) - 6} more" if len(header) > 6 else "")
+            return f"a header row ({shown}) and no records"
+    return "no records in it (only whitespace or an empty array)"
+
+
 # --- JSONL -----------------------------------------------------------------------------------
 
 
 def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8-sig") as f:
         number = 0
-        for line_no, line in enumerate(f, start=1):
+        for line_no, line in _lines(f, path):
             if not line.strip():
                 continue  # blank lines are tolerated (LLaMA-Factory's v1 demo has one)
             number += 1
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(
-                    f"{path}: line {line_no} (record {number}): invalid JSON: {err.msg} "
-                    f"at column {err.colno}"
-                ) from None
-            yield _as_object(record, path, f"line {line_no} (record {number})")
+            where = f"line {line_no} (record {number})"
+            yield _as_object(_loads(line, path, where), path, where)
 
 
 def _as_object(value: Any, path: Path, where: str) -> dict[str, Any]:
@@ -200,17 +299,22 @@ def _decode_next(text: _ChunkedText, decoder: json.JSONDecoder, path: Path, wher
             value, end = decoder.raw_decode(text.buf, text.pos)
         except json.JSONDecodeError as err:
             if not text.eof and _maybe_truncated(err, len(text.buf)):
+                if len(text.buf) - text.pos > MAX_RECORD_CHARS:
+                    raise RecordError(f"{path}: {where} (line {text.line()}): longer than "
+                                      f"{MAX_RECORD_CHARS} characters; split it") from None
                 # Grow geometrically so a record far larger than a chunk is not re-parsed often.
                 text.more(at_least=len(text.buf) - text.pos)
                 continue
             line = text.line(err.pos)
             raise RecordError(f"{path}: {where} (line {line}): invalid JSON: {err.msg}") from None
+        except (ValueError, RecursionError) as err:
+            raise _undecodable(err, path, f"{where} (line {text.line()})") from None
         text.pos = end
         return value
 
 
 def _iter_json(path: Path) -> Iterator[dict[str, Any]]:
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     with open(path, encoding="utf-8-sig") as f:
         text = _ChunkedText(f)
         first = text.skip_ws()
@@ -328,7 +432,7 @@ def _has_separator_line(path: Path) -> bool:
     """Whether a blank line separates two non-blank lines anywhere in the file (streamed)."""
     with open(path, encoding="utf-8-sig") as f:
         seen_text = blank_after_text = False
-        for line in f:
+        for _, line in _lines(f, path):
             if line.strip():
                 if blank_after_text:
                     return True
@@ -342,17 +446,22 @@ def _iter_txt(path: Path) -> Iterator[dict[str, Any]]:
     by_paragraph = _has_separator_line(path)
     with open(path, encoding="utf-8-sig") as f:
         if not by_paragraph:
-            for line in f:
+            for _, line in _lines(f, path):
                 text = line.rstrip("\r\n")
                 if text.strip():
                     yield {"text": text}
             return
         para: list[str] = []
-        for line in f:
+        size = 0
+        for line_no, line in _lines(f, path):
             if line.strip():
                 para.append(line.rstrip("\r\n"))
+                size += len(line)
+                if size > MAX_RECORD_CHARS:
+                    raise RecordError(f"{path}: the paragraph ending at line {line_no} is longer than "
+                                      f"{MAX_RECORD_CHARS} characters; split it")
             elif para:
                 yield {"text": "\n".join(para)}
-                para = []
+                para, size = [], 0
         if para:
             yield {"text": "\n".join(para)}

@@ -4,7 +4,9 @@ DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv a
 
     python stages/organize.py --out data/organized [--move]
 
-`--help` lists every option. The work is done by `nexus organize` (nexus/cli.py).
+`--help` lists every option. The work is done by `nexus organize` (nexus/cli.py). Every data file
+is judged on its own: one that cannot be data (a FIFO, a symlink out of its folder, binary or broken
+JSON, records its format refuses, ...) is listed as unplaced with its reason, and the run goes on.
 """
 
 import sys

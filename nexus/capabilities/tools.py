@@ -209,6 +209,8 @@ def normalize_tool(tool: Any) -> dict[str, Any]:
         raise SkipRecord("a tool schema's parameters are not a JSON object")
     if _is_schema_style(params):
         props = params.get("properties") or {}
+        if not isinstance(props, dict):
+            raise SkipRecord("a tool schema's parameters.properties is not a JSON object")
         required = params.get("required", fn.get("required", []))
     else:  # xLAM: {param: {"type": "str, optional", "description", "default"}}
         props = params

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from nexus import modality
+from nexus import modality, walk
 from nexus import organize as org
 from nexus.capabilities import formats_of, load
 from nexus.organize import (
@@ -104,14 +107,14 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     assert written == catalog.to_dict()
     assert set(written) == {"files", "models", "notes"}
     assert set(written["files"][0]) == {"path", "format", "kind", "capabilities", "records", "sha256",
-                                        "status", "why", "label"}
+                                        "status", "why", "label", "usable", "invalid", "problems"}
     caps = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert caps == sorted({c for f in catalog.files for c in f.capabilities})
     assert {"cot", "reasoning", "thinking", "tools", "streaming"} <= set(caps)
     tools = json.loads((out / "tools" / "manifest.json").read_text(encoding="utf-8"))
     assert tools["capability"] == "tools"
     assert {f["path"] for f in tools["files"]} == {p for p, v in EXPECTED.items() if "tools" in v[2]}
-    assert set(tools["files"][0]) == {"path", "format", "kind", "records", "sha256"}
+    assert set(tools["files"][0]) == {"path", "format", "kind", "records", "usable", "invalid", "sha256"}
     assert {f["kind"] for f in tools["method_files"]} == {"text", "prompt_only"}  # cpt and safety data
     streaming = json.loads((out / "streaming" / "manifest.json").read_text(encoding="utf-8"))
     assert {f["kind"] for f in streaming["method_files"]} == {"text", "prompt_only", "preference",
@@ -311,3 +314,186 @@ def test_method_files_follow_a_capability_folder_and_unlabelled_prompts_stay_unp
     manifest = json.loads((tmp_path / "o" / "cot" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["files"] == [] and [f["kind"] for f in manifest["method_files"]] == ["preference"]
     assert manifest["preference_pairs"] == f"files: {raw / 'cot' / 'pairs.jsonl'}".replace("\\", "/")
+
+
+# --- every file is judged alone ------------------------------------------------------------------
+
+
+@pytest.fixture
+def deadline():
+    """Fail (not hang) if the test blocks for 20 s, e.g. on opening a FIFO: a real SIGALRM."""
+
+    def expire(signum, frame):
+        raise TimeoutError("blocked for 20 s (was a FIFO opened?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _gsm(path: Path, n: int = 3) -> Path:
+    """``n`` real GSM8K sample records (data/samples) written to ``path``."""
+    lines = (ROOT / SAMPLES / "gsm8k" / "train_first500.jsonl").read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_paths_that_cannot_be_data_are_reported_unopened(tmp_path, deadline):
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    _gsm(raw / "sub" / "real.jsonl")
+    os.symlink("sub/real.jsonl", raw / "inside_link.jsonl")  # inside the root: followed, listed once
+    os.symlink("/etc/passwd", raw / "passwd.jsonl")
+    os.symlink("/etc", raw / "etc_folder")
+    os.symlink("loop.jsonl", raw / "loop.jsonl")
+    os.symlink("missing.jsonl", raw / "broken.jsonl")
+    os.mkfifo(raw / "pipe.jsonl")
+    (raw / "empty_dir.jsonl").mkdir()
+    (raw / "dir.json").mkdir()
+    _gsm(raw / "dir.json" / "inner.jsonl")  # a folder named like a file: reported, and still scanned
+    _gsm(raw / "locked.jsonl")
+    os.chmod(raw / "locked.jsonl", 0)
+    (raw / "locked_dir").mkdir()
+    _gsm(raw / "locked_dir" / "hidden_by_mode.jsonl")
+    os.chmod(raw / "locked_dir", 0)
+    try:
+        catalog = organize([raw], tmp_path / "out")
+    finally:
+        os.chmod(raw / "locked.jsonl", 0o600)
+        os.chmod(raw / "locked_dir", 0o700)
+    why = {Path(f.path).relative_to(raw).as_posix(): f.why for f in catalog.unplaced}
+    assert why == {
+        "dir.json": "a folder named like a data file (.json), not a file; files inside it are scanned on "
+                    "their own",
+        "empty_dir.jsonl": "a folder named like a data file (.jsonl), not a file; files inside it are "
+                           "scanned on their own",
+        "etc_folder": f"a symlink out of the data root {raw.resolve()} (-> /etc); copy the file into the "
+                      f"folder instead",
+        "locked_dir": "folder not readable by its owner (mode 000); chmod u+rx",
+        "broken.jsonl": "a broken symlink (-> missing.jsonl: no such file); remove the link",
+        "locked.jsonl": "file not readable by its owner (mode 000); chmod u+r",
+        "loop.jsonl": "a symlink loop (-> loop.jsonl); remove the link",
+        "passwd.jsonl": f"a symlink out of the data root {raw.resolve()} (-> /etc/passwd); copy the file "
+                        f"into the folder instead",
+        "pipe.jsonl": "a FIFO (named pipe), not a regular file; never opened",
+    }
+    placed = sorted(Path(f.path).relative_to(raw).as_posix() for f in catalog.files if f.status == "placed")
+    assert placed == ["dir.json/inner.jsonl", "inside_link.jsonl"]  # sub/real.jsonl is the same file
+    assert all(f.sha256 is None and f.records is None for f in catalog.unplaced)
+    summary = format_summary(catalog)
+    assert f"  {raw / 'pipe.jsonl'}: a FIFO (named pipe)" in summary
+
+
+def test_a_single_file_source_is_judged_too(tmp_path, deadline):
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    catalog = organize([tmp_path / "pipe.jsonl"], tmp_path / "out")
+    assert [(f.status, f.why) for f in catalog.files] == [
+        ("unplaced", "a FIFO (named pipe), not a regular file; never opened")]
+
+
+def test_judge_path_never_opens_and_follows_links_only_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    _gsm(root / "a.jsonl")
+    os.symlink(root / "a.jsonl", root / "abs_link.jsonl")
+    os.symlink(tmp_path / "root/../root/a.jsonl", root / "dotdot_link.jsonl")
+    os.symlink("../outside.jsonl", root / "out_link.jsonl")
+    _gsm(tmp_path / "outside.jsonl")
+    real = os.path.realpath(root)
+    assert walk.judge_path(root / "a.jsonl", real) is None
+    assert walk.judge_path(root / "abs_link.jsonl", real) is None
+    assert walk.judge_path(root / "dotdot_link.jsonl", real) is None
+    assert walk.judge_path(root / "out_link.jsonl", real).startswith("a symlink out of the data root")
+    assert walk.judge_path(root / "out_link.jsonl", None) is None  # a file named as a source itself
+    os.chmod(root / "a.jsonl", 0o200)  # write-only for its owner
+    assert walk.judge_path(root / "a.jsonl", real) == "file not readable by its owner (mode 200); chmod u+r"
+
+
+def test_every_record_is_checked_and_a_file_with_no_usable_record_is_unplaced(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    kto = json.loads((ROOT / LF / "kto_en_demo_first100.json").read_text(encoding="utf-8"))[:3]
+    for record in kto:  # the real KTO sample records, their boolean labels spelled as strings
+        record["label"] = str(record["label"]).lower()
+    (raw / "kto_strings.json").write_text(json.dumps(kto), encoding="utf-8")
+    chats = json.loads((ROOT / LF / "glaive_toolcall_en_demo.json").read_text(encoding="utf-8"))[:6]
+    with_calls = [r for r in chats if any(t["from"] == "function_call" for t in r["conversations"])]
+    mixed = [*with_calls, {"conversations": "a string where the turns should be", "tools": "[]"}, with_calls[0]]
+    (raw / "mixed.json").write_text(json.dumps(mixed), encoding="utf-8")
+    out = tmp_path / "out"
+    catalog = organize([raw], out)
+    by_name = {Path(f.path).name: f for f in catalog.files}
+    bad = by_name["kto_strings.json"]
+    assert (bad.status, bad.records, bad.usable, bad.invalid) == ("unplaced", 3, 0, 3)
+    assert bad.why == "no usable record: record 1: label is the string 'true', expected a boolean (true/false)"
+    assert bad.capabilities == [] and len(bad.problems) == 3
+    good = by_name["mixed.json"]
+    n = len(with_calls)
+    assert (good.status, good.records, good.usable, good.invalid) == ("placed", n + 2, n + 1, 1)
+    assert good.problems == [f"record {n + 1}: conversations is a string, expected a list of turns"]
+    manifest = json.loads((out / "tools" / "manifest.json").read_text(encoding="utf-8"))
+    assert [(Path(f["path"]).name, f["records"], f["usable"], f["invalid"]) for f in manifest["files"]] == [
+        ("mixed.json", n + 2, n + 1, 1)]
+    assert not any("kto_strings" in json.dumps(m) for m in
+                   (json.loads(p.read_text()) for p in out.glob("*/manifest.json")))
+    summary = format_summary(catalog)
+    assert f"mixed.json: 1 of {n + 2} not usable (record {n + 1}: conversations is a string" in summary
+    assert "kto_strings.json: no usable record: record 1: label is the string 'true'" in summary
+
+
+def test_a_check_or_reader_that_trips_on_one_file_does_not_stop_the_run(tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _gsm(raw / "good.jsonl")
+    odd = _gsm(raw / "odd.jsonl")
+
+    def picky(record, fmt, kind, source):
+        if source.name == "odd.jsonl" and record["question"].startswith("Natalia"):
+            raise TypeError("a shape the check did not expect")
+        return None
+
+    entry = org.classify_file(odd, check=picky)
+    assert (entry.status, entry.usable, entry.invalid) == ("placed", 2, 1)
+    assert entry.problems == ["record 1: cannot be checked (TypeError: a shape the check did not expect)"]
+
+    real_detect = org.formats.detect_format
+
+    def detect(records):  # an unexpected failure deep in one file's detection
+        if "trip" in records[0]:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_detect(records)
+
+    monkeypatch.setattr(org.formats, "detect_format", detect)
+    (raw / "trips.jsonl").write_text('{"trip": 1}\n', encoding="utf-8")
+    catalog = organize([raw], tmp_path / "out")
+    why = {Path(f.path).name: (f.status, f.why) for f in catalog.files}
+    assert why["trips.jsonl"] == ("unplaced", "could not be read as data (RecursionError: maximum recursion "
+                                              "depth exceeded)")
+    assert why["good.jsonl"][0] == why["odd.jsonl"][0] == "placed"
+
+
+def test_reasons_and_paths_stay_on_one_line(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "two\nlines.jsonl").write_text('{"foo": 1}\n', encoding="utf-8")
+    (raw / "bad\rname.jsonl").write_text('{"text": \n', encoding="utf-8")
+    catalog = organize([raw], tmp_path / "out")
+    assert all("\n" not in f.why and "\r" not in f.why for f in catalog.files)
+    lines = format_summary(catalog).splitlines()
+    assert any(line.startswith(f"  {raw}/two\\nlines.jsonl: unrecognized") for line in lines)
+    bad = f"{raw}/bad\\rname.jsonl"
+    assert any(line.startswith(f"  {bad}: unreadable: {bad}: line 1") for line in lines)
+    written = json.loads((tmp_path / "out" / "catalog.json").read_text(encoding="utf-8"))
+    assert sorted(Path(f["path"]).name for f in written["files"]) == ["bad\rname.jsonl", "two\nlines.jsonl"]
+
+
+def test_the_dvc_stage_never_hashes_data_raw_and_never_deletes_its_output():
+    """DVC opens every file of a dep folder to hash it (a FIFO there hangs `dvc repro`) and deletes
+    a stage's outs before running it: the organize stage scans data/raw itself and keeps its out."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["organize"]
+    assert "data/raw" not in stage["deps"] and stage["always_changed"] is True
+    assert stage["outs"] == [{"data/organized": {"persist": True}}]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert "data/raw" in params["organize"]["sources"]  # ... and the organizer does scan it

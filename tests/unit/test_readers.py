@@ -94,7 +94,7 @@ def test_peek_on_large_array_reads_only_the_head(tmp_path, monkeypatch):
     monkeypatch.setattr(readers, "open", counter, raising=False)
     head = peek_records(path, 3)
     assert [r["id"] for r in head] == [0, 1, 2]
-    assert 0 < counter.chars <= 2 * 4096, f"peek read {counter.chars} of {size} characters"
+    assert 0 < counter.chars <= 2 * 4096 + readers.SNIFF_BYTES, f"peek read {counter.chars} of {size} characters"
 
 
 def test_peek_never_reaches_a_broken_tail(tmp_path):
@@ -293,3 +293,88 @@ def test_counting_keeps_memory_flat_as_the_file_grows_tenfold(tmp_path, suffix):
     assert (n_small, n_large) == (1_000, 10_000)
     assert large.stat().st_size > 9.5 * small.stat().st_size
     assert peak_large < 1.5 * peak_small, f"peak {peak_small} -> {peak_large} bytes"
+
+
+# --- strict about what is text and what is JSON ------------------------------------------------
+
+
+def test_nan_and_infinity_are_not_json(tmp_path):
+    """Python's json reads NaN/Infinity; JSON (RFC 8259) has neither, so the record is refused."""
+    lines = tmp_path / "nan.jsonl"
+    lines.write_text('{"a": 1}\n{"a": NaN}\n', encoding="utf-8")
+    with pytest.raises(RecordError, match=r"nan\.jsonl: line 2 \(record 2\): NaN is not valid JSON"):
+        count_records(lines)
+    array = tmp_path / "inf.json"
+    array.write_text('[{"a": 1}, {"a": [-Infinity]}]', encoding="utf-8")
+    with pytest.raises(RecordError, match=r"inf\.json: record 2 \(line 1\): -Infinity is not valid JSON"):
+        count_records(array)
+
+
+def test_deep_nesting_is_a_record_error_not_a_recursion_error(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"a": 1}\n{"a": ' + deep + "}\n", encoding="utf-8")
+    with pytest.raises(RecordError, match=r"deep\.jsonl: line 2 \(record 2\): nested too deeply"):
+        count_records(lines)
+    array = tmp_path / "deep.json"
+    array.write_text('[{"a": 1}, {"a": ' + deep + "}]", encoding="utf-8")
+    with pytest.raises(RecordError, match=r"deep\.json: record 2 \(line 1\): nested too deeply"):
+        count_records(array)
+    huge = tmp_path / "int.jsonl"
+    huge.write_text('{"a": ' + "9" * 5000 + "}\n", encoding="utf-8")
+    with pytest.raises(RecordError, match=r"record 1\): cannot be decoded \(Exceeds the limit"):
+        count_records(huge)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ('{"a": 1}\n'.encode("utf-16"), r"UTF-16 text; re-save it as UTF-8"),
+    ('{"a": 1}\n'.encode("utf-16-be"), r"UTF-16 text without a byte-order mark"),
+    ('{"a": 1}\n'.encode("utf-32"), r"UTF-32 text; re-save it as UTF-8"),
+    (b'{"a": 1}\n\x00\x00\x17garbage', r"binary, not text \(a NUL byte at byte 9\)"),
+    (bytes(range(1, 9)) * 50 + b"\n", r"binary, not text \(400 control characters in its first 401 bytes\)"),
+])
+def test_binary_and_utf16_files_are_refused_by_their_head(tmp_path, data, message):
+    for suffix in (".jsonl", ".txt", ".csv", ".json"):
+        path = tmp_path / f"file{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(RecordError, match=rf"file\{suffix}: {message}"):
+            peek_records(path, 1)
+
+
+def test_text_with_tabs_form_feeds_and_ansi_colours_is_still_text(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("first\tpage \x1b[1mbold\x1b[0m\n\x0c\nsecond page\r\n", encoding="utf-8")
+    assert [r["text"] for r in iter_records(path)] == ["first\tpage \x1b[1mbold\x1b[0m", "second page"]
+
+
+def test_a_line_or_record_over_the_limit_is_refused_before_it_is_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "MAX_RECORD_CHARS", 1000)
+    monkeypatch.setattr(readers, "CHUNK_SIZE", 64)
+    ok = json.dumps({"text": "x" * 900})
+    long = json.dumps({"text": "y" * 5000})
+    for name, body, where in (("a.jsonl", f"{ok}\n{long}\n", "line 2"),
+                              ("a.txt", f"{'x' * 900}\n{'y' * 5000}\n", "line 2"),
+                              ("a.json", f"[{ok}, {long}]", "record 2")):
+        path = tmp_path / name
+        path.write_text(body, encoding="utf-8")
+        if name != "a.txt":  # a .txt is read through once first, to find its paragraph breaks
+            assert len(peek_records(path, 1)) == 1
+        with pytest.raises(RecordError, match=rf"{where}.*longer than 1000 characters"):
+            count_records(path)
+
+
+def test_why_no_records(tmp_path):
+    csv_file = tmp_path / "h.csv"
+    csv_file.write_text("question,answer\n", encoding="utf-8")
+    assert count_records(csv_file) == 0
+    assert readers.why_no_records(csv_file) == "a header row (question, answer) and no records"
+    wide = tmp_path / "w.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(9)) + "\n", encoding="utf-8")
+    assert readers.why_no_records(wide) == "a header row (c0, c1, c2, c3, c4, c5 and 3 more) and no records"
+    empty = tmp_path / "e.jsonl"
+    empty.write_bytes(b"")
+    assert readers.why_no_records(empty) == "the file is empty"
+    array = tmp_path / "a.json"
+    array.write_text("[ ]", encoding="utf-8")
+    assert count_records(array) == 0
+    assert readers.why_no_records(array) == "no records in it (only whitespace or an empty array)"
