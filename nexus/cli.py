@@ -52,10 +52,14 @@ def _cmd_organize(args: argparse.Namespace) -> int:
     from nexus.organize import format_summary, organize
 
     params = load_params(args.params)
+    written = _path(args.out) / "catalog.json"
+    before = written.read_bytes() if written.is_file() else None
     catalog = organize([*map(_path, params.organize.sources)], _path(args.out),
                        head_records=params.organize.head_records,
                        model_dirs=[*map(_path, params.organize.model_dirs)], move=args.move)
     print(format_summary(catalog))
+    if before == written.read_bytes():  # the stage runs on every `dvc repro`: say when that changed nothing
+        print(f"{args.out}: unchanged since the last run (same files, same contents): nothing downstream reruns")
     if args.preview:
         from nexus.preview import preview
 
@@ -137,13 +141,16 @@ def _stage_params(args: argparse.Namespace, name: str):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from nexus.signals import install_stage_signals
+
+    signals = install_stage_signals()  # before torch loads; kept until the process exits
     from nexus import logs, paths
     from nexus.trainer import run_capability
 
     name = _capability(args)
     logs.setup(f"train_{name}")
     run_capability(name, _stage_params(args, name), paths.output_dir(name, args.out), organized_dir=args.data,
-                   modality_file=args.modality, prepared_dir=args.prepared)
+                   modality_file=args.modality, prepared_dir=args.prepared, signals=signals)
     return 0
 
 

@@ -9,10 +9,12 @@ What it does, all at step boundaries (``on_step_end``), never inside a step:
   :attr:`TrainingController.stopped_by_signal` then tells the caller to exit with code 143.
 - Every ``cooldown_every_steps`` steps it sleeps ``cooldown_seconds``.
 - Above ``max_gpu_temp_c`` (read through NVML) it waits until the GPU has cooled.
-- Each checkpoint it sees saved gets ``nexus_schedule.json``, which marks the checkpoint complete
-  and records the schedule for :func:`nexus.checkpoints.find_resume_checkpoint`.
+- Each checkpoint it sees saved gets ``nexus_schedule.json`` (every file with its size and hash,
+  and the schedule); once the folder verifies, older ones are rotated out by step
+  (:func:`nexus.checkpoints.rotate_checkpoints`; the Trainer's mtime rotation is switched off).
 
-Signal handlers only count signals; all work happens at the next step boundary. Under
+The handlers (:class:`nexus.signals.StageSignals`) only count signals; all work happens at the
+next step boundary. A stage installs them before the model loads (``signals=``). Under
 ``torch.distributed`` the ranks agree on every request (one tiny all-reduce per step), so a signal
 sent to any one rank pauses, checkpoints or stops all of them at the same step.
 
@@ -31,18 +33,24 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from nexus.checkpoints import CHECKPOINT_PREFIX, normalize_schedule, write_schedule_marker
+from nexus.checkpoints import (
+    CHECKPOINT_PREFIX,
+    KEEP_CHECKPOINTS,
+    IncompleteCheckpointError,
+    normalize_schedule,
+    rotate_checkpoints,
+    write_schedule_marker,
+)
 from nexus.config import ControllerParams
+from nexus.signals import EXIT_CODE_SIGTERM, FINISHED, TRAINING, StageSignals
 
 __all__ = [
     "EXIT_CODE_SIGTERM",
@@ -51,12 +59,9 @@ __all__ = [
     "TrainingController",
 ]
 
-EXIT_CODE_SIGTERM = 143  # 128 + SIGTERM: what the caller exits with when stopped_by_signal
 WAIT_SLICE_SECONDS = 0.2
 
 _log = logging.getLogger(__name__)
-
-_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class ThermalGuardUnavailable(RuntimeError):
@@ -166,6 +171,9 @@ class TrainingController(TrainerCallback):
         logger: where status lines go (default: the ``nexus.controller`` logger).
         read_temperature: returns the GPU temperature in C (None for an unreadable sample), or
             raises :class:`ThermalGuardUnavailable`. Defaults to :class:`NvmlTemperatureReader`.
+        signals: the stage's handlers, installed since start-up (default: the controller's own,
+            installed by :meth:`install_signal_handlers`).
+        keep_checkpoints: how many verified checkpoints rotation keeps (the newest included).
 
     Raises:
         ValueError: ``schedule`` holds a value that is not JSON-serializable, or ``params`` has a
@@ -178,6 +186,8 @@ class TrainingController(TrainerCallback):
         schedule: dict[str, Any],
         logger: logging.Logger | None = None,
         read_temperature: Callable[[], float | None] | None = None,
+        signals: StageSignals | None = None,
+        keep_checkpoints: int = KEEP_CHECKPOINTS,
     ) -> None:
         if params.cooldown_every_steps < 0 or params.cooldown_seconds < 0:
             raise ValueError(
@@ -190,22 +200,16 @@ class TrainingController(TrainerCallback):
         self.schedule = normalize_schedule(schedule)
         self.log = logger or _log
         self._read_temperature = read_temperature or NvmlTemperatureReader()
+        self.signals = signals or StageSignals(self.log, phase=TRAINING)
+        self.keep_checkpoints = max(1, keep_checkpoints)
         self.stopped_by_signal = False
-        # Counters bumped by the signal handlers (main thread only; never reset, only compared).
-        self._usr1_count = 0
-        self._usr2_count = 0
-        self._term_count = 0
-        self._usr1_seen = 0
-        self._usr2_seen = 0
-        self._term_seen = 0
         self._stop_pending = False
-        self._previous_handlers: dict[int, _Handler] = {}
         # Hold state.
         self._paused = False
         self._pause_logged = False
         self._cooldown_until = 0.0
         self._hold_after_save = False
-        self._thermal_after_save = True
+        self._last_step_after_save = False
         # Thermal guard state.
         self._thermal_off = params.max_gpu_temp_c <= 0
         self._thermal_off_logged = False
@@ -216,14 +220,15 @@ class TrainingController(TrainerCallback):
     # ------------------------------------------------------------------ signals
     @property
     def signal_handlers_installed(self) -> bool:
-        """Whether :meth:`install_signal_handlers` is in effect."""
-        return bool(self._previous_handlers)
+        """Whether the handlers are in effect (:meth:`install_signal_handlers`, or the stage's)."""
+        return self.signals.installed
 
     def install_signal_handlers(self) -> TrainingController:
         """Install SIGUSR1 (pause toggle), SIGUSR2 (checkpoint) and SIGTERM (checkpoint and stop).
 
         The handlers only count the signal; the work is done at the next step boundary. The
-        previous handlers are kept for :meth:`restore_signal_handlers`. Calling it twice is harmless.
+        previous handlers are kept for :meth:`restore_signal_handlers`. Calling it twice, or when
+        the stage's handlers are already installed, is harmless.
 
         Returns:
             The controller itself, for chaining.
@@ -232,21 +237,7 @@ class TrainingController(TrainerCallback):
             RuntimeError: called outside the main thread (Python delivers signals only there);
                 call it from the thread that runs ``trainer.train()``'s script entry point.
         """
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(
-                "install_signal_handlers() must run in the main thread (Python delivers signals only "
-                "there); call it from the script's main thread before trainer.train()"
-            )
-        if self._previous_handlers:
-            return self
-        handlers = {
-            getattr(signal, "SIGUSR1", None): self._on_sigusr1,
-            getattr(signal, "SIGUSR2", None): self._on_sigusr2,
-            signal.SIGTERM: self._on_sigterm,
-        }
-        for signum, handler in handlers.items():
-            if signum is not None:
-                self._previous_handlers[signum] = signal.signal(signum, handler)
+        self.signals.install()
         return self
 
     def restore_signal_handlers(self) -> None:
@@ -255,12 +246,8 @@ class TrainingController(TrainerCallback):
         A SIGTERM that arrived after the last step boundary (so it was never acted on) still sets
         :attr:`stopped_by_signal`, so the caller exits with 143 as the sender expects.
         """
-        for signum, previous in self._previous_handlers.items():
-            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-        self._previous_handlers.clear()
-        if self._term_count > self._term_seen and not self.stopped_by_signal:
-            self.log.info("SIGTERM arrived after the last step: stopping")
-            self.stopped_by_signal = True
+        self.finish_training()
+        self.signals.restore()
 
     def __enter__(self) -> TrainingController:
         return self.install_signal_handlers()
@@ -273,15 +260,13 @@ class TrainingController(TrainerCallback):
     ) -> None:
         self.restore_signal_handlers()
 
-    # Async-signal-safe: each handler only bumps an integer.
-    def _on_sigusr1(self, signum: int, frame: FrameType | None) -> None:
-        self._usr1_count += 1
-
-    def _on_sigusr2(self, signum: int, frame: FrameType | None) -> None:
-        self._usr2_count += 1
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self._term_count += 1
+    def finish_training(self) -> None:
+        """Training is over: late SIGUSR1/SIGUSR2 are logged as ignored, a late SIGTERM stops (idempotent)."""
+        if self.signals.phase == FINISHED:
+            return
+        if self.signals.finish_training() and not self.stopped_by_signal:
+            self.log.info("SIGTERM arrived after the last step: stopping")
+            self.stopped_by_signal = True
 
     # ------------------------------------------------------------------ callback events
     def on_train_begin(
@@ -291,10 +276,11 @@ class TrainingController(TrainerCallback):
         if self.stopped_by_signal:  # a new train() after a serviced stop starts clean
             self.stopped_by_signal = False
             self._stop_pending = False
+        self.signals.begin_training()
         pid = os.getpid()
         dist = _distributed()
         where = f" (rank {dist.get_rank()} of {dist.get_world_size()}; any rank will do)" if dist else ""
-        if self._previous_handlers:
+        if self.signals.installed:
             self.log.info(
                 "PID %d%s: kill -USR1 %d pauses/resumes, -USR2 checkpoints, -TERM checkpoints and stops",
                 pid,
@@ -306,6 +292,14 @@ class TrainingController(TrainerCallback):
                 "Signal control off: call TrainingController.install_signal_handlers() before "
                 "trainer.train() (kill -USR1 would end this process)"
             )
+        if args.save_total_limit is not None:
+            self.log.warning(
+                "TrainingArguments.save_total_limit=%s ignored: the Trainer would rotate by mtime before "
+                "a checkpoint is verified; the controller keeps the newest %d verified ones",
+                args.save_total_limit,
+                self.keep_checkpoints,
+            )
+            args.save_total_limit = None
         if getattr(args, "enable_jit_checkpoint", False):
             self.log.warning(
                 "TrainingArguments.enable_jit_checkpoint replaces the controller's SIGTERM handler; "
@@ -331,7 +325,7 @@ class TrainingController(TrainerCallback):
         if every > 0 and self.params.cooldown_seconds > 0 and step % every == 0 and not last_step:
             self._cooldown_until = time.monotonic() + self.params.cooldown_seconds
             self._log_main("Cooldown at step %d: %g s", step, self.params.cooldown_seconds)
-        self._hold(step, control, can_save=True, check_thermal=not last_step)
+        self._hold(step, control, can_save=True, last_step=last_step)
         return control
 
     def on_save(
@@ -343,25 +337,37 @@ class TrainingController(TrainerCallback):
             dist.barrier()  # every rank has written its part of the checkpoint
         folder = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{state.global_step}")
         if args.should_save:
-            if os.path.isdir(folder):
-                write_schedule_marker(folder, self.schedule, state.global_step)
-                self.log.info("Checkpoint saved: %s", folder)
-            else:
+            if not os.path.isdir(folder):
                 self.log.warning("Checkpoint folder %s not found: not marked complete", folder)
+            else:
+                try:
+                    write_schedule_marker(folder, self.schedule, state.global_step)
+                except IncompleteCheckpointError as err:
+                    self.log.warning("%s", err)
+                else:
+                    self.log.info("Checkpoint saved: %s", folder)
+                    rotate_checkpoints(args.output_dir, folder, keep=self.keep_checkpoints)
         if self._hold_after_save:
             self._hold_after_save = False
-            self._hold(state.global_step, control, can_save=False, check_thermal=self._thermal_after_save)
+            self._hold(state.global_step, control, can_save=False, last_step=self._last_step_after_save)
+        return control
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> TrainerControl:
+        """Signals from here on are too late to serve: see :meth:`finish_training`."""
+        self.finish_training()
         return control
 
     # ------------------------------------------------------------------ the hold loop
-    def _hold(self, step: int, control: TrainerControl, can_save: bool, check_thermal: bool) -> None:
+    def _hold(self, step: int, control: TrainerControl, can_save: bool, last_step: bool) -> None:
         """Serve signals, then wait while paused, cooling down or too hot.
 
         When a checkpoint is due at this boundary (``can_save`` and ``control.should_save``), the
         waiting is deferred to :meth:`on_save`, so the checkpoint is written before the pause.
         """
         while True:
-            if check_thermal:
+            if not last_step:  # no thermal wait once the work is done
                 self._read_thermal(force=False)
             req = self._agree()
             if req.stop:
@@ -372,17 +378,15 @@ class TrainingController(TrainerCallback):
                     control.should_save = True
                     self._log_main("Checkpoint requested by SIGUSR2 at step %d", step)
                 else:
-                    self._log_main(
-                        "Checkpoint requested by SIGUSR2 at step %d: %s%d was just saved and is current",
-                        step,
-                        CHECKPOINT_PREFIX,
-                        step,
-                    )
-            if req.toggles % 2:
+                    msg = "Checkpoint requested by SIGUSR2 at step %d: %s%d was just saved and is current"
+                    self._log_main(msg, step, CHECKPOINT_PREFIX, step)
+            if req.toggles % 2 and last_step:  # the final save follows, then the process ends
+                self._log_main("SIGUSR1 at the last step (%d): training already finished; pause ignored", step)
+            elif req.toggles % 2:
                 self._paused = not self._paused
             if can_save and control.should_save:
                 self._hold_after_save = True  # save first; on_save resumes the hold
-                self._thermal_after_save = check_thermal
+                self._last_step_after_save = last_step
                 return
             if self._paused:
                 if not self._pause_logged:
@@ -397,7 +401,7 @@ class TrainingController(TrainerCallback):
             if req.cooling:
                 time.sleep(min(WAIT_SLICE_SECONDS, max(self._cooldown_until - time.monotonic(), 0.01)))
                 continue
-            if req.hot and check_thermal:
+            if req.hot and not last_step:
                 hot = self._temperature is not None and self._temperature > self.params.max_gpu_temp_c
                 if hot and not self._hot_logged:
                     self._hot_logged = True
@@ -430,11 +434,9 @@ class TrainingController(TrainerCallback):
 
     def _agree(self) -> _Requests:
         """Collect the signals since the last call; under torch.distributed, agree across ranks."""
-        usr1, usr2, term = self._usr1_count, self._usr2_count, self._term_count
-        toggles, saves = usr1 - self._usr1_seen, usr2 - self._usr2_seen
-        self._usr1_seen, self._usr2_seen = usr1, usr2
-        if term > self._term_seen:
-            self._term_seen = term
+        pending = self.signals.take()
+        toggles, saves = pending.toggles, pending.saves
+        if pending.terms:
             self._stop_pending = True
         cooling = time.monotonic() < self._cooldown_until
         hot = self._temperature is not None and self._temperature > self.params.max_gpu_temp_c

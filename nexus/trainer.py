@@ -6,6 +6,12 @@ library trainer that :data:`nexus.methods.METHODS` names for the capability's ``
 callback (pause/resume, cooldown, thermal guard, signal checkpoints) and the dvclive callback
 (metrics and loss curve) are attached to every run.
 
+Resume: a rerun continues from the newest checkpoint that verifies (see :mod:`nexus.checkpoints`),
+after removing what a killed run left (temporary folders, unverifiable newer checkpoints). When
+that checkpoint is already at ``max_steps`` nothing is trained again: its weights are loaded and
+saved. Losses in the run card and the dvclive curve cover the whole run (the checkpoint's
+``trainer_state.json`` carries the steps before the kill), on the Trainer's step axis.
+
 CPU-safe defaults (see docs/performance.md): no gradient checkpointing, bf16 autocast only where
 the CPU (or GPU) has bf16, and on CPU the model's own loss instead of TRL's fused LM head, which
 without Triton scores every position and recomputes LM-head tiles in backward.
@@ -13,8 +19,11 @@ without Triton scores every position and recomputes LM-head tiles in backward.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -22,8 +31,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from nexus import methods, paths, registry, results
-from nexus.checkpoints import clear_checkpoints, find_resume_checkpoint
+from nexus.atomic import write_text_atomic
+from nexus.checkpoints import (
+    TRAINER_STATE,
+    checkpoint_progress,
+    clear_checkpoints,
+    find_resume_checkpoint,
+    tidy_checkpoints,
+)
 from nexus.config import CapabilityParams, Params
 from nexus.controller import TrainingController
 from nexus.device import DeviceProfile
@@ -33,10 +51,11 @@ from nexus.methods.rewards import reward_of
 from nexus.methods.rows import MethodRows, check_method_data, prepare_rows
 from nexus.modality import missing_message
 from nexus.prepare import PreparedSplit, split_for
+from nexus.signals import EXIT_CODE_SIGTERM, StageSignals
 
 log = logging.getLogger(__name__)
 
-EXIT_TERMINATED = 143  # 128 + SIGTERM: checkpoint written, stage not complete
+EXIT_TERMINATED = EXIT_CODE_SIGTERM  # 128 + SIGTERM: checkpoint written (or nothing trained yet)
 
 
 class CapabilityUnavailableError(ValueError):
@@ -95,7 +114,7 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
         "logging_steps": 1,
         "save_strategy": "steps",
         "save_steps": params.controller.checkpoint_every_steps,
-        "save_total_limit": 2,
+        "save_total_limit": None,  # rotation is the controller's, after each checkpoint verifies
         "seed": params.base.seed,
         "max_length": cap.max_length,
         "use_cpu": profile.device == "cpu",
@@ -155,6 +174,14 @@ class _Run:
     resume: Path | None
     schedule: dict[str, Any]
 
+    @property
+    def finished(self) -> bool:
+        """Whether the checkpoint resumed from is already at ``max_steps`` (nothing left to train)."""
+        if self.resume is None:
+            return False
+        step, max_steps = checkpoint_progress(self.resume)
+        return 0 < max_steps <= step
+
 
 def _resolve_method(capability: str, cap: CapabilityParams) -> methods.Method:
     try:
@@ -174,7 +201,67 @@ def _log_split(split: PreparedSplit) -> None:
             f"{split.settings.max_length}; raise capabilities.{split.capability}.max_length in params.yaml")
 
 
-def _summary(run: _Run, trainer: Any, output: Any, elapsed: float, params: Params) -> dict[str, Any]:
+def run_loss(log_history: list[dict[str, Any]]) -> float:
+    """Mean training loss over a whole run's log history, each logged loss weighted by the steps
+    it covers (after a resume the history holds the steps before the kill too); NaN when empty."""
+    total = steps = 0.0
+    last = 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry:
+            span = max(int(entry["step"]) - last, 1)
+            total, steps, last = total + float(entry["loss"]) * span, steps + span, int(entry["step"])
+    return total / steps if steps else float("nan")
+
+
+class LiveAtGlobalStep(TrainerCallback):
+    """Sets dvclive's step to the Trainer's global step before each log (put it before
+    ``DVCLiveCallback``, which only counts log calls): a resumed run's curve continues on the same
+    axis instead of appending the replayed steps after the old ones."""
+
+    def __init__(self, live: Any) -> None:
+        self.live = live
+
+    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.live.step = state.global_step
+
+
+def trim_metric_history(plots_dir: str | Path, last_step: int) -> int:
+    """Drop the rows after ``last_step`` (and rows cut by a kill) from every dvclive ``*.tsv``
+    under ``plots_dir``, so that the steps a resumed run replays are not there twice.
+
+    Returns:
+        How many rows were dropped.
+    """
+    dropped = 0
+    root = Path(plots_dir)
+    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t"))
+        if not rows or "step" not in rows[0]:
+            continue
+        col = rows[0].index("step")
+        kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[col].isdigit()
+                            and int(r[col]) <= last_step]
+        if len(kept) != len(rows):
+            dropped += len(rows) - len(kept)
+            out = io.StringIO()
+            csv.writer(out, delimiter="\t", lineterminator=os.linesep).writerows(kept)
+            write_text_atomic(out.getvalue(), path)
+    return dropped
+
+
+def live_logger(report: str | Path, resume: Path | None) -> Any:
+    """The run's ``dvclive.Live`` in ``report``; on resume its history is first cut back to the
+    checkpoint's step (:func:`trim_metric_history`). Attach it with :class:`LiveAtGlobalStep`."""
+    from dvclive import Live
+
+    if resume is not None:
+        step = checkpoint_progress(resume)[0]
+        if dropped := trim_metric_history(Path(report) / "plots" / "metrics", step):
+            log.info("dvclive: dropped %d rows after step %d (the steps this run trains again)", dropped, step)
+    return Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=resume is not None)
+
+
+def _summary(run: _Run, trainer: Any, elapsed: float, params: Params) -> dict[str, Any]:
     """The run's figures: steps, losses, examples, throughput (the run card and results row)."""
     method, cap, rows = run.method, run.cap, run.rows
     train_rows = run.split.train
@@ -186,7 +273,7 @@ def _summary(run: _Run, trainer: Any, output: Any, elapsed: float, params: Param
         "method": method.name,
         "adapter": cap.adapter,
         "steps": trainer.state.global_step,
-        "train_loss": round(float(output.training_loss), 4),
+        "train_loss": round(run_loss(trainer.state.log_history), 4),
         "final_loss": round(float(next((h["loss"] for h in reversed(trainer.state.log_history)
                                         if "loss" in h), float("nan"))), 4),
         "train_examples": len(rows.rows) if method.record_kind else len(train_rows),
@@ -204,6 +291,7 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
     """Write the adapter (or full model), tokenizer and run card as one atomic step."""
     from nexus.atomic import atomic_dir, write_json_atomic
 
+    log.info("%s: training finished at step %d; saving %s", run.capability, summary["steps"], out_dir)
     cap, rows = run.cap, run.rows
     card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
             "dropped": run.split.dropped, "data_files": run.split.stats.get("files", []),
@@ -225,8 +313,9 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
 
 
 def _plan_run(capability: str, params: Params, organized_dir: str | Path, modality_file: str | Path,
-              prepared_dir: str | Path | None, tokenizer: Any) -> _Run:
-    """Everything checked and read before a model loads: method, modalities, data, checkpoint."""
+              prepared_dir: str | Path | None, tokenizer: Any, out_dir: str | Path) -> _Run:
+    """Everything checked and read before a model loads: method, modalities, data, checkpoint
+    (what a killed run left is removed here, once the checkpoint to resume from is known)."""
     split = split_for(capability, params, prepared_dir, organized_dir, tokenizer)
     cap = split.settings
     method = _resolve_method(capability, cap)
@@ -235,25 +324,36 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
     _log_split(split)
     schedule = schedule_of(cap, params, split)
     ckpt_dir = paths.checkpoint_dir(capability)
-    return _Run(capability, cap, method, split, DeviceProfile.detect(), found, ckpt_dir,
-                find_resume_checkpoint(ckpt_dir, schedule), schedule)
+    resume = find_resume_checkpoint(ckpt_dir, schedule)
+    tidy_checkpoints(ckpt_dir, resume, out_dir)
+    return _Run(capability, cap, method, split, DeviceProfile.detect(), found, ckpt_dir, resume, schedule)
 
 
-def _train(run: _Run, trainer: Any, controller: TrainingController) -> tuple[Any, float]:
-    """Run the trainer under the controller's signal handlers; exit 143 after SIGTERM."""
-    controller.install_signal_handlers()
+def _train(run: _Run, trainer: Any, controller: TrainingController) -> float:
+    """Train (or, when the checkpoint is at ``max_steps``, only load it); exit 143 after SIGTERM.
+
+    Returns:
+        The seconds spent.
+    """
+    from transformers import TrainerState
+
+    controller.install_signal_handlers()  # a no-op under the stage's handlers
     started = time.perf_counter()
-    try:
+    if run.finished:
+        log.info("resuming from %s: it is at max_steps, nothing left to train; loading it for the final save",
+                 run.resume)
+        trainer._load_from_checkpoint(str(run.resume))  # the loader train() uses (PPO adds its value head)
+        trainer.state = TrainerState.load_from_json(str(run.resume / TRAINER_STATE))
+    else:
         if run.resume:
             log.info("resuming from %s", run.resume)
-        output = trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
-    finally:
-        controller.restore_signal_handlers()
+        trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    controller.finish_training()
     if controller.stopped_by_signal:
         log.info("stopped by SIGTERM at step %d; checkpoint in %s; rerun the stage to resume",
                  trainer.state.global_step, run.ckpt_dir)
         sys.exit(EXIT_TERMINATED)
-    return output, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def run_capability(
@@ -264,12 +364,16 @@ def run_capability(
     modality_file: str | Path = paths.MODALITY_FILE,
     report_dir: str | Path | None = None,
     prepared_dir: str | Path | None = None,
+    signals: StageSignals | None = None,
 ) -> dict[str, Any]:
     """Train one capability and save its adapter (or full model), tokenizer and run card.
 
     Args:
         prepared_dir: the prepare stage's folder (examples, split and resolved settings); without
             it the split is built in memory from ``params`` (see :func:`nexus.prepare.split_for`).
+        signals: the stage's signal handlers, installed before torch loaded; they stay installed
+            (``nexus train`` passes :func:`nexus.signals.install_stage_signals`). Without it,
+            handlers are installed here and the previous ones restored on return.
 
     Returns:
         The run's summary (also written to ``<out_dir>/run_card.json`` and ``results/training.csv``).
@@ -278,14 +382,29 @@ def run_capability(
         CapabilityUnavailableError: unknown method or missing modality.
         ScheduleChangedError: a checkpoint exists whose schedule differs from params.yaml.
         NoDataError: no usable records.
-        SystemExit: with 143 after SIGTERM (checkpoint written; rerun to resume).
+        SystemExit: with 143 after SIGTERM (checkpoint written, or nothing trained yet; rerun to resume).
     """
+    own = signals is None
+    signals = (signals or StageSignals(log)).install()
+    try:
+        return _run_capability(capability, params, Path(out_dir), organized_dir, modality_file,
+                               report_dir, prepared_dir, signals)
+    finally:
+        if own:
+            signals.restore()
+
+
+def _run_capability(capability: str, params: Params, out_dir: Path, organized_dir: str | Path,
+                    modality_file: str | Path, report_dir: str | Path | None, prepared_dir: str | Path | None,
+                    signals: StageSignals) -> dict[str, Any]:
+    """:func:`run_capability` under installed ``signals``: plan, load, train (or resume), save."""
     import torch
-    from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    log.info("%s: starting (PID %d): loading the tokenizer and the data; kill -USR1 %d pauses at the first step",
+             capability, os.getpid(), os.getpid())
     tokenizer = load_tokenizer(params.base.model)
-    run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer)
+    run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer, out_dir)
     cap = run.cap
     torch.manual_seed(params.base.seed)
     start_model = load_start_model(cap, run.profile)
@@ -295,21 +414,21 @@ def run_capability(
     log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
              run.method.name, run.method.library, cap.adapter, cap.init_from, run.profile.device,
              run.profile.bf16, run.profile.model_loss)
-    report = Path(report_dir) if report_dir else paths.train_report_dir(capability)
-    live = Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=run.resume is not None)
-    controller = TrainingController(params.controller, run.schedule, logger=log)
+    live = live_logger(report_dir or paths.train_report_dir(capability), run.resume)
+    controller = TrainingController(params.controller, run.schedule, logger=log, signals=signals)
     trainer = run.method.build(TrainContext(
         capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params,
         args=training_arguments(cap, params, run.ckpt_dir, run.profile),
-        callbacks=[controller, DVCLiveCallback(live=live)], profile=run.profile, examples=run.split.train,
-        rows=run.rows.rows, reward=reward_of(capability)))
-    output, elapsed = _train(run, trainer, controller)
-    summary = _summary(run, trainer, output, elapsed, params)
+        callbacks=[controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)], profile=run.profile,
+        examples=run.split.train, rows=run.rows.rows, reward=reward_of(capability)))
+    elapsed = _train(run, trainer, controller)
+    summary = _summary(run, trainer, elapsed, params)
     for key in ("train_loss", "final_loss", "steps", "runtime_s", "tokens_per_s"):
         live.summary[key] = summary[key]
+    live.step = trainer.state.global_step
     live.make_summary()
     out = _save(run, trainer, tokenizer, summary, params, out_dir)
-    clear_checkpoints(run.ckpt_dir)
     results.append_row("training", {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary})
+    clear_checkpoints(run.ckpt_dir)  # last: a kill before it reruns only the save (from the final checkpoint)
     log.info("saved %s: %s", out, json.dumps(summary))
     return summary

@@ -4,12 +4,27 @@ DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv a
 
     python stages/train.py --capability cot --out models/capabilities/cot
 
-`--help` lists every option. The work is done by `nexus train` (nexus/cli.py).
+`--help` lists every option. The work is done by `nexus train` (nexus/cli.py). The signal handlers
+(SIGUSR1 pause, SIGUSR2 checkpoint, SIGTERM checkpoint and stop; see nexus/signals.py) are installed
+first, before torch loads, and stay until the process exits.
 """
 
+import logging
+import os
 import sys
 
-from nexus.cli import main
+from nexus.signals import install_stage_signals
 
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    install_stage_signals()  # first: a signal during the imports below (torch: seconds) is handled too
+    from nexus.cli import main
+
+    rc = main(["train", *sys.argv[1:]])
+    if rc == 0:
+        # The output is written and the checkpoints are gone: skip the interpreter's ~2 s teardown of
+        # torch and transformers, in which a kill would fail the stage and make DVC retrain it all.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    sys.exit(rc)

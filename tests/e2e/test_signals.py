@@ -1,4 +1,5 @@
-"""Real signals to a real train stage: pause/resume, checkpoint-now, checkpoint-and-stop, resume."""
+"""Real signals to a real train stage: pause/resume, checkpoint-now, checkpoint-and-stop, resume; and
+signals at the edges: during start-up (before the model loads) and during the final save."""
 
 import json
 import os
@@ -18,16 +19,23 @@ STEPS = 40
 class StageProcess:
     """`python stages/train.py` in the background, its output lines collected as they come."""
 
-    def __init__(self, repo):
+    def __init__(self, repo, triggers: tuple[tuple[str, int], ...] = ()):
+        """``triggers``: (pattern, signal) pairs; the first line matching a pattern gets that signal
+        sent at once, from the reader thread (no polling delay: the final save lasts ~0.1 s)."""
         self.proc = subprocess.Popen(
             [sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/capabilities/cot"],
-            cwd=repo, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=repo, env={**env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
         self.lines: list[str] = []
+        self.triggers = list(triggers)
         self._queue: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
         for line in self.proc.stdout:
+            for trigger in [t for t in self.triggers if re.search(t[0], line)]:
+                self.triggers.remove(trigger)
+                os.kill(self.proc.pid, trigger[1])
             self._queue.put(line)
 
     def _drain(self):
@@ -99,3 +107,39 @@ def test_signals_drive_a_real_training_run(tmp_path, tiny_model_dir):
     card = json.loads((repo / "models" / "capabilities" / "cot" / "run_card.json").read_text())
     assert card["steps"] == STEPS
     assert not list(checkpoints.glob("checkpoint-*")), "checkpoints are cleared after a complete run"
+
+
+def test_signals_during_start_up_and_the_final_save_never_kill_the_stage(tmp_path, tiny_model_dir):
+    steps = 4
+    repo = copy_project(tmp_path / "project")
+    tiny_params(repo, tiny_model_dir, steps=steps)
+    run(repo, "dvc", "repro", "organize", "detect")
+    checkpoints, out = repo / "checkpoints" / "cot", repo / "models" / "capabilities" / "cot"
+    starting = r"cot: starting \(PID \d+\): loading the tokenizer"  # logged before the model loads
+
+    # SIGTERM during start-up: exit 143 at once, nothing written.
+    stage = StageProcess(repo, triggers=((starting, signal.SIGTERM),))
+    assert stage.proc.wait(timeout=120) == 143
+    stage.wait_for(r"SIGTERM during start-up: stopping before training \(nothing to checkpoint\)")
+    assert stage.steps_logged() == 0
+    assert not list(checkpoints.glob("checkpoint-*")) and not out.exists()
+
+    # SIGUSR1 during start-up: paused at the first step boundary, until the second SIGUSR1.
+    last, saving = rf"Checkpoint saved: \S*checkpoint-{steps}$", rf"training finished at step {steps}; saving"
+    triggers = ((starting, signal.SIGUSR1), (last, signal.SIGUSR1), (saving, signal.SIGUSR1), (saving, signal.SIGTERM))
+    stage = StageProcess(repo, triggers=triggers)
+    stage.wait_for(r"Paused at step 1 \(SIGUSR1 to resume\)")
+    logged = stage.steps_logged()  # step 1's loss line comes after the boundary: 0 or 1
+    time.sleep(1.0)
+    assert stage.proc.poll() is None and stage.steps_logged() == logged <= 1, "no step may run while paused"
+    os.kill(stage.proc.pid, signal.SIGUSR1)
+    stage.wait_for(r"Resumed at step 1")
+    # Sent by the reader thread the moment the line comes: SIGUSR1 at the last step boundary, then
+    # SIGUSR1 and SIGTERM during the final save. The save goes on and the stage ends normally.
+    assert stage.proc.wait(timeout=120) == 0, "".join(stage.lines[-30:])
+    stage.wait_for(rf"SIGUSR1 at the last step \({steps}\): training already finished; pause ignored")
+    stage.wait_for(r"SIGUSR1: training already finished; pause ignored")
+    stage.wait_for(r"SIGTERM: training already finished; the final save completes first")
+    card = json.loads((out / "run_card.json").read_text())
+    assert card["steps"] == steps and stage.steps_logged() == steps
+    assert not list(checkpoints.glob("checkpoint-*"))

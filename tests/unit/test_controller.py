@@ -31,6 +31,7 @@ from nexus.controller import (
     ThermalGuardUnavailable,
     TrainingController,
 )
+from nexus.signals import FINISHED, STARTUP, StageSignals, install_stage_signals
 from tests.tiny import random_token_dataset, tiny_llama
 
 torch.set_num_threads(2)
@@ -139,8 +140,14 @@ def test_sigusr2_saves_a_complete_checkpoint_and_training_goes_on(tmp_path: Path
 
     assert trainer.state.global_step == 6
     assert not controller.stopped_by_signal
-    assert marker(tmp_path / "checkpoint-3") == {"step": 3, "schedule": SCHEDULE}
-    assert (tmp_path / "checkpoint-3" / "trainer_state.json").is_file()
+    written = marker(tmp_path / "checkpoint-3")
+    assert (written["step"], written["schedule"]) == (3, SCHEDULE)
+    on_disk = sorted(p.name for p in (tmp_path / "checkpoint-3").iterdir() if p.name != SCHEDULE_FILE)
+    assert sorted(written["files"]) == on_disk  # every file the Trainer wrote, with size and hash
+    assert {"trainer_state.json", "model.safetensors", "optimizer.pt", "scheduler.pt"} <= set(on_disk)
+    weights = written["files"]["model.safetensors"]
+    assert weights["size"] == (tmp_path / "checkpoint-3" / "model.safetensors").stat().st_size
+    assert len(weights["sha256"]) == 64
     assert "Checkpoint requested by SIGUSR2 at step 3" in handler.lines
     assert f"Checkpoint saved: {tmp_path / 'checkpoint-3'}" in handler.lines
     pid = os.getpid()
@@ -432,3 +439,80 @@ def test_without_installed_handlers_train_begin_warns(tmp_path: Path, logs: Any)
     trainer.train()
     expected = "Signal control off: call TrainingController.install_signal_handlers() before trainer.train()"
     assert handler.lines[0].startswith(expected)
+
+
+# ---------------------------------------------------------------------------------------- stage signals
+def test_sigterm_during_start_up_exits_143_at_once(logs: Any) -> None:
+    logger, handler = logs
+    signals = StageSignals(logger).install()
+    with pytest.raises(SystemExit) as info:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises in this thread at the next bytecode
+    signals.restore()
+    assert info.value.code == EXIT_CODE_SIGTERM
+    assert handler.lines == ["SIGTERM during start-up: stopping before training (nothing to checkpoint)"]
+
+
+def test_a_pause_asked_during_start_up_takes_effect_at_the_first_step(tmp_path: Path, logs: Any) -> None:
+    logger, handler = logs
+    signals = StageSignals(logger).install()  # as the stage does, before anything loads
+    os.kill(os.getpid(), signal.SIGUSR1)
+    controller = TrainingController(QUIET, SCHEDULE, logger=logger, signals=signals)
+    trainer = make_trainer(tmp_path, controller, SignalAt(1, 0, timers=((0.5, signal.SIGUSR1),)), max_steps=2)
+    run(trainer, controller)
+    assert signals.phase == FINISHED and not signals.installed
+    assert "Paused at step 1 (SIGUSR1 to resume)" in handler.lines
+    assert "Resumed at step 1" in handler.lines
+    assert trainer.state.global_step == 2
+
+
+def test_signals_after_the_last_step_are_logged_as_ignored(tmp_path: Path, logs: Any) -> None:
+    logger, handler = logs
+    signals = StageSignals(logger).install()
+    controller = TrainingController(QUIET, SCHEDULE, logger=logger, signals=signals)
+    trainer = make_trainer(tmp_path, controller, max_steps=1)
+
+    class LateSignals(TrainerCallback):  # after the controller's last boundary, before train() returns
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    trainer.add_callback(LateSignals())
+    trainer.train()
+    controller.finish_training()  # idempotent: on_train_end already ran it
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):  # the final save: nothing ends the process
+        os.kill(os.getpid(), sig)
+    time.sleep(0.1)
+    signals.restore()
+    assert not controller.stopped_by_signal
+    assert [line for line in handler.lines if "already finished" in line] == [
+        "SIGUSR1 after the last step: training already finished; pause ignored",
+        "SIGUSR2 after the last step: training already finished; checkpoint ignored",
+        "SIGUSR1: training already finished; pause ignored",
+        "SIGUSR2: training already finished; checkpoint ignored",
+        "SIGTERM: training already finished; the final save completes first",
+    ]
+
+
+def test_the_trainers_own_rotation_is_switched_off(tmp_path: Path, logs: Any) -> None:
+    logger, handler = logs
+    controller = TrainingController(QUIET, SCHEDULE, logger=logger)
+    trainer = make_trainer(tmp_path, controller, max_steps=3, save_steps=1)
+    trainer.args.save_total_limit = 1
+    run(trainer, controller)
+    assert trainer.args.save_total_limit is None
+    assert any(line.startswith("TrainingArguments.save_total_limit=1 ignored") for line in handler.lines)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert all(marker(tmp_path / f"checkpoint-{n}")["files"] for n in (2, 3))
+
+
+def test_the_stage_installs_its_handlers_once_per_run() -> None:
+    first = install_stage_signals()  # stages/train.py, before torch loads
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert install_stage_signals() is first  # nexus train: the same handlers, the start-up pause kept
+    assert first.take().toggles == 1
+    first.finish_training()
+    second = install_stage_signals()  # another stage run in this process starts afresh
+    assert second is not first and second.phase == STARTUP and second.installed
+    second.restore()
+    assert not second.installed and install_stage_signals() is not second
