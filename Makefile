@@ -33,9 +33,10 @@ export METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN CAP METHODS MODEL TASK
 help:
 	@sed -n '2,6p' Makefile
 
-# Fails in well under a second for an unknown name, before anything is installed.
+# Fails in well under a second for an unknown name, before anything is installed; silent otherwise
+# (the plan, or the train recipe's own resolve, says which group members are skipped, once).
 check-caps:
-	@PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" >/dev/null
+	@PYTHONPATH=. "$$PYTHON3" -m nexus.registry --check "$$CAPS"
 
 $(INSTALLED): pyproject.toml
 	@test -x "$$BIN/python" || "$$PYTHON3" -m venv "$$VENV"
@@ -62,7 +63,7 @@ else
 	@"$$BIN/nexus" set-params --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
 	  $${SAMPLE_SIZE:+--sample-size "$$SAMPLE_SIZE"} $${EPOCHS:+--epochs "$$EPOCHS"} \
 	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"}
-	@caps=$$(PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" 2>/dev/null); \
+	@caps=$$(PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS"); \
 	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' "$$c" "$$c"; done); \
 	  if PYTHONPATH=. "$$PYTHON3" -m nexus.registry --is-group "$$CAPS"; then stages="$$stages report"; fi; \
 	  echo "dvc repro $$stages"; "$$BIN/dvc" repro $$stages

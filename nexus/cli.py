@@ -48,8 +48,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_organize(args: argparse.Namespace) -> int:
+    from nexus.catalog_summary import format_summary
     from nexus.methods import load_params
-    from nexus.organize import format_summary, organize
+    from nexus.organize import organize
 
     params = load_params(args.params)
     written = _path(args.out) / "catalog.json"

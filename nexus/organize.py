@@ -464,35 +464,3 @@ def _write_atomically(catalog: Catalog, out: Path, relocations: list[tuple[Path,
         raise
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
-
-
-def format_summary(catalog: Catalog) -> str:
-    """A human-readable summary: files per capability, unplaced files with reasons, models, notes."""
-    placed = len(catalog.files) - len(catalog.unplaced)
-    lines = [f"organized {len(catalog.files)} data files into {catalog.out_dir}: "
-             f"{placed} placed, {len(catalog.unplaced)} unplaced"]
-    by_cap = catalog.by_capability()
-    if by_cap:
-        width = max(len(n) for n in by_cap)
-        lines.append(f"  {'capability':<{width}}  files  records")
-        for name, files in by_cap.items():
-            records = sum((f.records if f.usable is None else f.usable) or 0 for f in files)
-            flag = "" if CAPABILITIES[name].implemented else "  (not trainable yet)"
-            lines.append(f"  {name:<{width}}  {len(files):>5}  {records:>7}{flag}")
-    flawed = [f for f in catalog.files if f.status == "placed" and f.invalid]
-    if flawed:
-        lines.append("placed, some records left out (no formatter takes them; the catalog lists the first few):")
-        lines.extend(f"  {walk.one_line(f.path)}: {f.invalid} of {f.records} not usable ({f.problems[0]}"
-                     f"{'; ...' if f.invalid > 1 else ''})" for f in flawed)
-    if catalog.unplaced:
-        lines.append("unplaced (not used by any capability):")
-        lines.extend(f"  {walk.one_line(f.path)}: {f.why}" for f in catalog.unplaced)
-    if catalog.models:
-        lines.append("models:")
-        for m in catalog.models:
-            mods = ", ".join(m["modalities"]) or "no modality"
-            lines.append(f"  {m['path']}: {m['role'] or 'unknown role'} ({mods})")
-    if catalog.notes:
-        lines.append("notes:")
-        lines.extend(f"  {note}" for note in catalog.notes)
-    return "\n".join(lines)

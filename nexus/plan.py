@@ -1,7 +1,11 @@
 """``nexus plan`` / ``make plan`` / ``DRY_RUN=1``: the seed's view of a run, without training.
 
 Prints the base model, outputs, mode, detected modalities, the training queue in order, and which
-DVC stages would rerun and why (``dvc status``). Imports neither torch nor transformers.
+DVC stages ``make train CAPS=...`` would rerun and why (those stages and the ones upstream of them):
+stages without a dvc.lock entry are named as never run, ``always_changed`` ones said apart, and for
+the others the reasons DVC's own ``Stage.status()`` gives, asked in process over one index (dvc.yaml
+and dvc.lock read once, with ruamel.yaml's C parser), for the targets and their upstream stages
+only. Imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from nexus import paths, registry
 from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError
@@ -29,7 +35,9 @@ class Plan:
     queue: list[dict[str, Any]]
     skipped: list[tuple[str, str]]
     dvc: dict[str, list[str]] = field(default_factory=dict)
+    dvc_always: dict[str, str] = field(default_factory=dict)
     dvc_error: str = ""
+    dvc_checked: bool = False
 
 
 def _base_state(model: str) -> str:
@@ -53,6 +61,11 @@ def _modalities(model: str) -> dict[str, Any]:
         return {"from": f"unknown ({err})"}
 
 
+def _usable(files: list[dict[str, Any]]) -> int:
+    """Records the formatters accept in manifest ``files`` (all records when none was checked)."""
+    return sum((f["records"] if f.get("usable") is None else f["usable"]) or 0 for f in files)
+
+
 def _data_summary(capability: str, method: Method) -> str:
     """The capability's example files, and where its method's own data would come from."""
     manifest = paths.ORGANIZED_DIR / capability / "manifest.json"
@@ -60,43 +73,92 @@ def _data_summary(capability: str, method: Method) -> str:
         return "organize has not run yet (or no file of this capability's kinds)"
     listed = json.loads(manifest.read_text(encoding="utf-8"))
     files = listed["files"]
-    summary = f"{len(files)} file(s), {sum(f.get('records') or 0 for f in files)} records"
+    summary = f"{len(files)} file(s), {_usable(files)} examples"  # the count organize and train show
     kind, name = method.record_kind, method.name
     if kind is None:
-        return summary
+        return f"{summary} ({name} needs no method data)"
     extra = [f for f in listed.get("method_files", []) if f.get("kind") == kind]
     if extra:
-        records = sum(f.get("records") or 0 for f in extra)
-        return f"{summary}; {name} data: {len(extra)} {kind} file(s), {records} records"
+        return f"{summary}; {name} data: {len(extra)} {kind} file(s), {_usable(extra)} records"
     if method.rows_from_examples:
         return f"{summary}; {name} pairs: built from these examples at training time (no {kind} file)"
     return f"{summary}; {name} data: NONE ({kind} needed; the train stage will stop)"
 
 
-def _dvc_status(targets: list[str]) -> tuple[dict[str, list[str]], str]:
-    """``{stage: [reasons]}`` for stages (and their upstream) that would rerun."""
+# (stage -> why it would rerun, always_changed stage -> what it does, why DVC could not answer)
+Status = tuple[dict[str, list[str]], dict[str, str], str]
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # dvc.lock's stage names only
+
+NEVER_RUN = "never run (no dvc.lock entry)"
+UNLOCKED = "not in dvc.lock: added since the last run"
+# Why an ``always_changed: true`` stage runs every time: how it is declared, not a change.
+ALWAYS_RUNS = {"organize": "rescans the data folders every run (about a second)"}
+
+
+def _always_text(name: str, outs: list[str]) -> str:
+    why = ALWAYS_RUNS.get(name, "runs every time (always_changed: true)")
+    return f"{why}; the stages after it rerun only if {', '.join(outs) or 'its outputs'} changes"
+
+
+def _change(path: str, state: Any, unlocked: set[str]) -> str:
+    if path in unlocked:
+        return f"{path} ({UNLOCKED})"
+    if isinstance(state, dict):  # params.yaml: {key: state}
+        return f"{path}: " + ", ".join(f"{key} ({value})" for key, value in state.items())
+    return f"{path} ({state})"
+
+
+def _stage_reasons(stage: Any, locked: set[str]) -> list[str]:
+    """Why DVC would rerun ``stage`` (a ``dvc.stage.PipelineStage``), one line per kind of change;
+    ``always changed`` is left out (said apart)."""
+    if stage.addressing not in locked:
+        return [NEVER_RUN]
+    unlocked = {str(item) for item in (*stage.deps, *stage.outs) if not item.hash_info}
+    lines = []
+    for entry in stage.status().get(stage.addressing, []):
+        if isinstance(entry, dict):
+            lines.extend(f"{kind}: " + ", ".join(_change(p, state, unlocked) for p, state in changes.items())
+                         for kind, changes in entry.items())
+        elif entry != "always changed":
+            lines.append(entry)
+    return lines
+
+
+def _dvc_api_status(targets: list[str]) -> Status:
+    """The same answer from DVC itself, in process: one index (dvc.yaml and dvc.lock read once),
+    then ``Stage.status()`` on the targets and their upstream stages only. (``Repo.status(targets,
+    with_deps=True)`` rereads both files for every target: 5 s for a group.)"""
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    reasons: dict[str, list[str]] = {}
+    always: dict[str, str] = {}
     try:
+        import networkx as nx
         from dvc.repo import Repo
 
-        with Repo(".") as repo:
-            status = repo.status(targets=targets, with_deps=True)
-    except Exception as err:  # any DVC failure is reported, the plan still prints  # noqa: BLE001 - any DVC failure is reported, the plan still prints
-        return {}, f"{type(err).__name__}: {err}".splitlines()[0]
-    reasons: dict[str, list[str]] = {}
-    for stage, entries in status.items():
-        lines = []
-        for entry in entries:
-            if isinstance(entry, str):
-                lines.append(entry)
-                continue
-            for kind, changes in entry.items():
-                if isinstance(changes, dict):
-                    lines.append(f"{kind}: " + ", ".join(f"{k} ({v})" for k, v in changes.items()))
-                else:
-                    lines.append(f"{kind}: {changes}")
-        reasons[stage] = lines
-    return reasons, ""
+        with Repo(".") as repo, repo.lock:
+            index = repo.index
+            stages = {stage.addressing: stage for stage in index.stages}
+            missing = [t for t in targets if t not in stages]
+            if missing or not targets:
+                return {}, {}, f"dvc.yaml has no stage {', '.join(missing) or 'to run'}"
+            wanted = {stages[t] for t in targets}
+            needed = wanted.union(*(nx.descendants(index.graph, stage) for stage in wanted))
+            lock = Path(repo.root_dir) / "dvc.lock"
+            lock_data = yaml.load(lock.read_text(encoding="utf-8"), Loader=LOADER) if lock.is_file() else None
+            locked = set((lock_data or {}).get("stages", {}))
+            for name, stage in ((n, s) for n, s in stages.items() if s in needed):
+                if stage.always_changed and name in locked:
+                    always[name] = _always_text(name, [str(out) for out in stage.outs])
+                if lines := _stage_reasons(stage, locked):
+                    reasons[name] = lines
+    except Exception as err:  # noqa: BLE001 - any DVC failure is reported, the plan still prints
+        return {}, {}, f"{type(err).__name__}: {err}".splitlines()[0]
+    return reasons, always, ""
+
+
+def _dvc_status(targets: list[str]) -> Status:
+    """What ``dvc repro targets`` would run and why, asked of DVC in process."""
+    return _dvc_api_status(targets)
 
 
 def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
@@ -129,9 +191,11 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             else "full: steps and batches from params.yaml")
     plan = Plan(params.base.model, _base_state(params.base.model), _modalities(params.base.model),
                 mode, queue, [(n, registry.CAPABILITIES[n].missing) for n in skipped])
-    if with_dvc:
+    if with_dvc:  # what `make train CAPS=...` asks `dvc repro` for (a group also merges and reports)
         targets = [f"{kind}@{n}" for n in selected for kind in ("train", "eval")]
-        plan.dvc, plan.dvc_error = _dvc_status(targets)
+        targets += ["merge", "report"] if registry.is_group(caps) else []
+        plan.dvc, plan.dvc_always, plan.dvc_error = _dvc_status(targets)
+        plan.dvc_checked = True
     return plan
 
 
@@ -157,12 +221,19 @@ def format_plan(plan: Plan) -> str:
         )
     for name, why in plan.skipped:
         lines.append(f"    -  {name:<10} skipped: not implemented yet ({why})")
-    if plan.dvc_error:
-        lines.append(f"  DVC status unavailable: {plan.dvc_error}")
-    elif plan.dvc:
+    if plan.dvc_error or not plan.dvc_checked:
+        lines.append(f"  DVC status unavailable: {plan.dvc_error or 'not asked'}")
+        return "\n".join(lines)
+    lines.extend(f"  always runs: {stage}: {note}" for stage, note in plan.dvc_always.items())
+    if plan.dvc:
         lines.append("  DVC would rerun:")
-        for stage, reasons in plan.dvc.items():
-            lines.append(f"    {stage}: {'; '.join(reasons) or 'changed'}")
+        never = [stage for stage, reasons in plan.dvc.items() if reasons == [NEVER_RUN]]
+        if never:
+            lines.append(f"    {NEVER_RUN}: {', '.join(never)}")
+        lines.extend(f"    {stage}: {'; '.join(reasons)}" for stage, reasons in plan.dvc.items()
+                     if stage not in never)
+    elif plan.dvc_always:
+        lines.append("  DVC: everything else up to date")
     else:
         lines.append("  DVC: everything up to date (dvc repro would do nothing)")
     return "\n".join(lines)

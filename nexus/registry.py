@@ -131,6 +131,19 @@ def valid_names() -> list[str]:
     return [*CAPABILITIES, *GROUPS]
 
 
+def names_by_readiness() -> tuple[list[str], list[str]]:
+    """``(runnable, declared)``: the capabilities and groups that train something now, and those
+    declared but with nothing trainable yet (a group whose members are all unimplemented)."""
+    runnable = [*implemented(), *(g for g, members in GROUPS.items() if set(members) & set(implemented()))]
+    return runnable, [n for n in valid_names() if n not in runnable]
+
+
+def choices() -> str:
+    """``valid: cot, ..., all; declared, not trainable yet: omni, ...`` for the error messages."""
+    runnable, declared = names_by_readiness()
+    return f"valid: {', '.join(runnable)}; declared, not trainable yet: {', '.join(declared)}"
+
+
 def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:
     """Resolve a CAPS value into the capabilities to train, in registry order.
 
@@ -151,7 +164,7 @@ def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:
     items = [c for c in (caps.split(",") if isinstance(caps, str) else caps) if c.strip()]
     if not items:
         raise UnknownCapabilityError(
-            f"no capability given; choose from: {', '.join(valid_names())}"
+            f"no capability given; {choices()}"
         )
     chosen: set[str] = set()
     skipped: set[str] = set()
@@ -164,7 +177,7 @@ def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:
         name = normalize(key)
         if name not in CAPABILITIES:
             raise UnknownCapabilityError(
-                f"unknown capability '{raw.strip()}'; valid names: {', '.join(valid_names())}"
+                f"unknown capability '{raw.strip()}'; {choices()}"
             )
         cap = CAPABILITIES[name]
         if not cap.implemented:
@@ -189,16 +202,26 @@ def implemented() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 -m nexus.registry CAPS``: print the resolved names, or one error line and exit 2;
-    ``python3 -m nexus.registry --is-group CAPS`` exits 0 when CAPS names a group."""
+    """``python3 -m nexus.registry CAPS``: print the resolved names (a note per group member
+    skipped), or one error line and exit 2; ``--check CAPS`` prints only the error (``make``'s
+    up-front check, so the notes are not said twice); ``--is-group CAPS`` exits 0 when CAPS names
+    a group."""
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--is-group"]:  # exit 0 when CAPS names a group (used by the Makefile)
         return 0 if is_group(args[1] if len(args) > 1 else "") else 1
+    check = args[:1] == ["--check"]
+    caps = args[1:] if check else args
     try:
-        selected, skipped = resolve(args[0] if args else "")
+        selected, skipped = resolve(caps[0] if caps else "")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not selected:
+        print(f"error: '{caps[0]}' has nothing trainable yet ({', '.join(skipped)}: declared, not "
+              f"implemented); valid: {', '.join(names_by_readiness()[0])}", file=sys.stderr)
+        return 2
+    if check:
+        return 0
     for name in skipped:
         print(f"note: skipping '{name}' (not implemented yet: {CAPABILITIES[name].missing})",
               file=sys.stderr)

@@ -192,7 +192,7 @@ def _resolve_method(capability: str, cap: CapabilityParams) -> methods.Method:
 
 def _log_split(split: PreparedSplit) -> None:
     dropped = split.dropped
-    log.info("%s: %s records kept, %d held out for eval, %d training examples; dropped: %s",
+    log.info("%s: %s examples kept, %d held out for eval, %d training examples; dropped: %s",
              split.capability, split.stats.get("kept", "?"), len(split.eval), len(split.train),
              dropped or "none")
     if not split.train:

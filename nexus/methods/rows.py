@@ -113,5 +113,10 @@ def prepare_rows(method: Method, found: MethodRows, capability: str, cap: Capabi
         raise MethodDataError(f"method '{method.name}' for capability '{capability}': no training row "
                               f"could be built ({found.source or 'no data'}); add data for it to "
                               f"data/raw/{capability}/")
-    log.info("%s: %d rows for method %s (%s)", capability, len(found.rows), method.name, found.source)
+    if method.record_kind is None and not found.rows:
+        log.info("%s: method %s trains on the capability's own examples (no method data needed)",
+                 capability, method.name)
+    else:
+        log.info("%s: %d training rows for method %s (%s)", capability, len(found.rows), method.name,
+                 found.source)
     return found

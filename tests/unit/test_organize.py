@@ -17,11 +17,11 @@ import yaml
 from nexus import modality, walk
 from nexus import organize as org
 from nexus.capabilities import formats_of, load
+from nexus.catalog_summary import format_summary
 from nexus.organize import (
     METHOD_KINDS,
     OrganizeError,
     capabilities_for_format,
-    format_summary,
     organize,
 )
 from nexus.registry import CAPABILITIES

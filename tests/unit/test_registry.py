@@ -34,10 +34,15 @@ def test_groups_derive_from_the_group_field():
     assert registry.is_group("cot,all-text") and not registry.is_group("cot,tools")
 
 
-def test_unknown_name_lists_valid_names():
+def test_unknown_name_lists_the_runnable_names_and_the_declared_ones_apart():
     with pytest.raises(registry.UnknownCapabilityError) as err:
         registry.resolve("cot,nosuch")
-    assert "nosuch" in str(err.value) and "all-text" in str(err.value) and "tools" in str(err.value)
+    message = str(err.value)
+    assert message.startswith("unknown capability 'nosuch'; valid: cot, reasoning, thinking, tools, ")
+    valid, declared = message.split("; valid: ")[1].split("; declared, not trainable yet: ")
+    assert valid.split(", ") == [*registry.implemented(), "all-text", "all"]
+    assert declared.split(", ") == [*(n for n, c in registry.CAPABILITIES.items() if not c.implemented),
+                                    "all-multimodal", "all-generation"]
 
 
 def test_unimplemented_name_says_what_is_missing():
@@ -57,4 +62,30 @@ def test_registry_cli_runs_on_plain_python_without_dependencies():
     bad = subprocess.run([sys.executable, "-S", "-m", "nexus.registry", "nosuch"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2
-    assert bad.stderr.count("\n") == 1 and "valid names" in bad.stderr
+    assert bad.stderr.count("\n") == 1 and "; valid: cot, " in bad.stderr
+    assert "; declared, not trainable yet: omni, " in bad.stderr
+
+
+def _registry(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-S", "-m", "nexus.registry", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_mode_says_only_what_is_wrong():
+    """`make` checks CAPS with --check: a group's skip notes are then said once, by what runs next."""
+    ok = _registry("--check", "all")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "", "")
+    bad = _registry("--check", "nosuch")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown capability 'nosuch'; valid: ")
+    group = _registry("all")
+    assert group.stdout.split() == registry.implemented()
+    assert group.stderr.count("note: skipping 'omni' ") == 1
+    assert len(group.stderr.splitlines()) == len(registry.CAPABILITIES) - len(registry.implemented())
+
+
+def test_a_group_with_nothing_trainable_fails_up_front():
+    result = _registry("all-multimodal")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("error: 'all-multimodal' has nothing trainable yet (omni, podcast, vision_qa, "
+                             "video_understanding, tri_streaming: declared, not implemented); valid: "
+                             f"{', '.join(registry.implemented())}, all-text, all\n")
