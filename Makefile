@@ -1,6 +1,7 @@
 # Nexus: user verbs. Thin: validates CAPS, writes Make options into params.yaml, calls dvc / pytest / docker.
 #   make train CAPS=cot,tools [METHOD=sft SAMPLE_SIZE=200 EPOCHS=1 BATCH_SIZE=2 QUICK=1 DRY_RUN=1]
-#   (a group, CAPS=all-text / all-multimodal / all, also merges the adapters and writes the scorecard)
+#   (CAPS becomes params.yaml's capabilities: section, the others are parked; then `dvc repro` runs the
+#   whole DAG: train and eval of each, the merged model and the scorecard. A second `dvc repro` does nothing.)
 #   make plan CAPS=all-text     make test     make docker-train CAPS=cot
 #   make compare CAP=cot METHODS=sft,dpo,orpo     make benchmark MODEL=models/base
 # The first use creates the project virtualenv ($(VENV)) and installs everything into it.
@@ -60,16 +61,13 @@ ifeq ($(DRY_RUN),1)
 	@$(MAKE) --no-print-directory plan
 else
 	@$(MAKE) --no-print-directory install
-	@"$$BIN/nexus" set-params --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
+	@"$$BIN/nexus" set-params --select --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
 	  $${SAMPLE_SIZE:+--sample-size "$$SAMPLE_SIZE"} $${EPOCHS:+--epochs "$$EPOCHS"} \
 	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"}
-	@caps=$$(PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS"); \
-	  stages=$$(for c in $$caps; do printf 'train@%s eval@%s ' "$$c" "$$c"; done); \
-	  if PYTHONPATH=. "$$PYTHON3" -m nexus.registry --is-group "$$CAPS"; then stages="$$stages report"; fi; \
-	  echo "dvc repro $$stages"; "$$BIN/dvc" repro $$stages
+	@echo "dvc repro"; "$$BIN/dvc" repro
 	@"$$BIN/nexus" scores --caps "$$CAPS"
-	@if PYTHONPATH=. "$$PYTHON3" -m nexus.registry --is-group "$$CAPS"; then cat reports/scorecard/scorecard.md; \
-	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png"; fi
+	@cat reports/scorecard/scorecard.md; \
+	  echo "chart: reports/scorecard/scorecard.png, loss curves: reports/scorecard/loss_curves.png"
 endif
 
 plan: check-caps install

@@ -26,11 +26,30 @@ def as_created(path: Path, directory: bool) -> Path:
     return path
 
 
+def normal_modes(folder: str | os.PathLike[str]) -> int:
+    """Give every file and folder under ``folder`` the mode ``open`` / ``mkdir`` give under the
+    process's umask (0644 / 0755 under 022): safetensors writes weights through an owner-only
+    temporary file (0600), which a shared machine, a container user or a web server cannot read.
+
+    Returns:
+        How many paths were changed.
+    """
+    changed = 0
+    for path in Path(folder).rglob("*"):
+        if path.is_symlink():
+            continue
+        before = path.stat().st_mode & 0o777
+        if as_created(path, path.is_dir()).stat().st_mode & 0o777 != before:
+            changed += 1
+    return changed
+
+
 @contextmanager
 def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``out`` when the block succeeds.
 
-    On an exception the temporary folder is removed and ``out`` is left as it was.
+    On an exception the temporary folder is removed and ``out`` is left as it was. Before the
+    rename every path in it gets the umask modes (:func:`normal_modes`).
     """
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +59,7 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    normal_modes(tmp)  # what the block wrote through owner-only temp files (safetensors) included
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

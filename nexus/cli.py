@@ -175,7 +175,7 @@ def _cmd_set_params(args: argparse.Namespace) -> int:
     selected, _ = registry.resolve(args.caps)
     changes = overrides_from_options(selected, method=args.method, sample_size=args.sample_size,
                                      epochs=args.epochs, batch_size=args.batch_size, quick=args.quick)
-    for line in apply_overrides(args.params, changes):
+    for line in apply_overrides(args.params, changes, select=selected if args.select else None):
         print(line)
     return 0
 
@@ -381,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--quick", choices=("0", "1"))
+    p.add_argument("--select", action="store_true",
+                   help="make capabilities: hold exactly --caps (and what they chain from); park the others")
     p.set_defaults(func=_cmd_set_params)
     return parser
 

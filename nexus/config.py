@@ -163,9 +163,10 @@ class Params:
     controller: ControllerParams
     capabilities: dict[str, CapabilityParams]
     merge: MergeParams = field(default_factory=MergeParams)
+    parked: dict[str, CapabilityParams] = field(default_factory=dict)  # out of the DAG (``parked:``)
 
 
-SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge")
+SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge", "parked")
 _ADAPTERS = ("lora", "qlora", "full")
 
 
@@ -280,9 +281,10 @@ def _method_defaults(raw: Any, resolve_method: MethodResolver, errors: list[str]
 
 
 def _capability(name: str, entry: Any, defaults: CapabilityParams, method_defaults: dict[str, Any],
-                resolve_method: MethodResolver, errors: list[str]) -> CapabilityParams:
-    """One ``capabilities.<name>`` entry over the defaults, its method's settings resolved."""
-    where = f"capabilities.{name}"
+                resolve_method: MethodResolver, errors: list[str], section: str = "capabilities") -> CapabilityParams:
+    """One ``capabilities.<name>`` (or ``parked.<name>``) entry over the defaults, its method's
+    settings resolved."""
+    where = f"{section}.{name}"
     entry = {} if entry is None else entry
     if not isinstance(entry, dict):
         errors.append(f"{where}: expected a mapping of settings, got {type(entry).__name__}")
@@ -349,6 +351,8 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodR
         caps_raw = {}
     capabilities = {name: _capability(name, entry, defaults, method_defaults, resolve_method, errors)
                     for name, entry in caps_raw.items()}
+    parked = _parked(raw.get("parked"), capabilities, lambda name, entry: _capability(
+        name, entry, defaults, method_defaults, resolve_method, errors, section="parked"), errors)
     merge = _coerce(MergeParams, raw.get("merge"), "merge", errors)
     for name in merge.capabilities:
         if name not in capabilities:
@@ -356,7 +360,34 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodR
     _check_chains(base, capabilities, errors)
     if errors:
         raise ParamsError(f"{source}: " + "; ".join(errors))
-    return Params(base, organize, controller, capabilities, merge)
+    return Params(base, organize, controller, capabilities, merge, parked)
+
+
+def _parked(raw: Any, active: dict[str, Any], check: Callable[[str, Any], CapabilityParams],
+            errors: list[str]) -> dict[str, CapabilityParams]:
+    """The entries under ``parked:`` (``make train CAPS=...`` took them out of the DAG), each checked
+    like a ``capabilities`` entry; a name in both sections is an error."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append("parked: expected a mapping of capability name to settings")
+        return {}
+    for name in raw:
+        if name in active:
+            errors.append(f"parked.{name}: also under capabilities; keep one of the two entries")
+    return {name: check(name, entry) for name, entry in raw.items()}
+
+
+def with_prerequisites(selected: list[str], init_from: dict[str, str]) -> list[str]:
+    """``selected`` plus every capability a selected one starts from (``init_from:
+    models/capabilities/<other>``, followed down the chain), in the order given then found."""
+    out = list(selected)
+    for name in out:  # grows while it is walked: a chain of any length
+        start = init_from.get(name, "")
+        other = start.removeprefix("models/capabilities/") if start.startswith("models/capabilities/") else None
+        if other and other not in out:
+            out.append(other)
+    return out
 
 
 def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Any:
@@ -406,6 +437,9 @@ def capability_params(params: Params, name: str) -> CapabilityParams:
     Raises:
         ParamsError: params.yaml has no entry for ``name``.
     """
+    if name in params.parked:
+        raise ParamsError(f"{PARAMS_FILE}: capability {name} is parked (out of the DAG); "
+                          f"`make train CAPS={name}` puts it back under capabilities")
     if name not in params.capabilities:
         raise ParamsError(
             f"{PARAMS_FILE}: no entry capabilities.{name}; add one "

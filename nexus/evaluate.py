@@ -17,19 +17,22 @@ from nexus.atomic import write_json_atomic, write_text_atomic
 from nexus.config import CapabilityParams, Params
 from nexus.generation.batch import generate_examples
 from nexus.prepare import split_for
+from nexus.progress import ItemsDone
 
 log = logging.getLogger(__name__)
 
 
 def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[capabilities.Example],
-                   cap: CapabilityParams) -> tuple[dict[str, float], list[str]]:
-    """Generate for ``examples`` with a loaded model and average the capability's scores."""
+                   cap: CapabilityParams, label: str = "") -> tuple[dict[str, float], list[str]]:
+    """Generate for ``examples`` with a loaded model and average the capability's scores; items
+    done are logged as ``eval <capability> <label>: n/N done ...`` (:class:`nexus.progress.ItemsDone`)."""
     module = capabilities.load(capability)
     if hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming)
         generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
                                     **_generate_options(module.generate, cap))
     else:
-        generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens)
+        generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens, progress=ItemsDone(
+            " ".join(filter(None, ("eval", capability, label))), len(examples)))
     totals: dict[str, float] = {}
     for text, example in zip(generated, examples, strict=True):
         for key, value in module.score(text, example).items():
@@ -47,13 +50,16 @@ def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
 
 def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
                 cap: CapabilityParams, refusal_prompts: list[dict[str, Any]] | None = None,
-                ) -> tuple[dict[str, float], list[str]]:
+                label: str = "") -> tuple[dict[str, float], list[str]]:
     """Load ``model_path`` (base folder, GGUF or adapter folder) once and score it on ``examples``;
-    with ``refusal_prompts`` (safety methods) also its refusal and false-refusal rates."""
+    with ``refusal_prompts`` (safety methods) also its refusal and false-refusal rates. ``label``
+    names the model in the progress lines (``base``, ``trained``)."""
     from nexus.loading import load_model, load_tokenizer
 
     model, tokenizer = load_model(model_path), load_tokenizer(model_path)
-    scores, generated = score_examples(model, tokenizer, capability, examples, cap)
+    log.info("eval %s %s: %s loaded; generating for %d held-out examples", capability, label, model_path,
+             len(examples))
+    scores, generated = score_examples(model, tokenizer, capability, examples, cap, label)
     if refusal_prompts:
         from nexus.methods.safety import refusal_metrics
 
@@ -87,8 +93,8 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     cap = split.settings
     started = time.perf_counter()
     held = held_out_refusal_prompts(params, cap, capability, organized_dir)
-    base_scores, base_out = score_model(params.base.model, capability, split.eval, cap, held)
-    trained_scores, trained_out = score_model(model_dir, capability, split.eval, cap, held)
+    base_scores, base_out = score_model(params.base.model, capability, split.eval, cap, held, "base")
+    trained_scores, trained_out = score_model(model_dir, capability, split.eval, cap, held, "trained")
     metrics: dict[str, Any] = {"base": base_scores, "trained": trained_scores, "n": len(split.eval)}
     if held is not None:
         metrics["n_safety"] = len(held)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +160,14 @@ def convert_to_hf(source: str | Path, out_dir: str | Path) -> Path:
     """
     from nexus.atomic import atomic_dir
 
-    log.info("converting %s -> %s", source, out_dir)
+    gguf = model_source(source)[1] is not None
+    log.info("converting %s -> %s: %s", source, out_dir,
+             "reading the GGUF file and dequantizing its weights to float32 (15 s to a minute on a CPU)"
+             if gguf else "loading the HF folder to copy it")
+    started = time.perf_counter()
     model = load_model(source)
     tokenizer = load_tokenizer(source)
+    log.info("loaded in %.0f s; saving %s (safetensors and tokenizer)", time.perf_counter() - started, out_dir)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -8,7 +8,14 @@ params.yaml, combines them with ``PeftModel.add_weighted_adapter`` (``combinatio
   ``AutoModelForCausalLM.from_pretrained("models/merged")`` loads without Nexus;
 - ``adapter/merged/``: the combined LoRA adapter alone, for PEFT users
   (``PeftModel.from_pretrained(base, "models/merged/adapter/merged")``);
-- ``merge_card.json``: which adapters, weights and method made it.
+- ``merge_card.json``: which adapters, weights and method made it;
+- ``README.md``: the model card (:func:`nexus.model_card.merged_card`): base, capabilities with
+  their weights, methods, steps and data files, where the held-out metrics are, and how to load it.
+  The merge stage does not depend on ``reports/eval`` in dvc.yaml, so the card points at the eval
+  and report outputs instead of copying figures that could be stale or not written yet.
+
+The adapter's ``base_model_name_or_path`` is the base folder's absolute path (a Hub id as is), so
+it loads from any working directory; the card and ``merge_card.json`` keep the project-relative name.
 
 Capabilities trained in a chain (``init_from: models/capabilities/<other>``) are already one
 model: their output folder is a full model, and merging them again is refused.
@@ -85,8 +92,9 @@ def merge_adapters(base_model: str | Path, adapters: dict[str, Path], out_dir: s
         raise MergeError(f"merge.weights has {len(weights)} values for {len(names)} capabilities ({names})")
     from peft import PeftModel
 
-    from nexus.atomic import atomic_dir, write_json_atomic
+    from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
     from nexus.loading import load_model, load_tokenizer
+    from nexus.model_card import CARD_FILE, merged_card, point_adapter_at_base, resolvable_base
 
     model = PeftModel.from_pretrained(load_model(base_model), str(adapters[names[0]]), adapter_name=names[0])
     for name in names[1:]:
@@ -94,20 +102,27 @@ def merge_adapters(base_model: str | Path, adapters: dict[str, Path], out_dir: s
     kwargs: dict[str, Any] = {"density": density} if combination in _NEEDS_DENSITY else {}
     model.add_weighted_adapter(names, weights, MERGED_ADAPTER, combination_type=combination, **kwargs)
     model.set_adapter(MERGED_ADAPTER)
-    card = {"base_model": str(base_model), "capabilities": names, "weights": weights,
-            "combination": combination, "density": kwargs.get("density")}
+    card = {"base_model": str(base_model), "base_model_path": resolvable_base(base_model), "capabilities": names,
+            "weights": weights, "combination": combination, "density": kwargs.get("density")}
+    readme = merged_card(card, Path(out_dir).resolve(), _run_cards(adapters))
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp / "adapter", selected_adapters=[MERGED_ADAPTER])
-        _set_adapter_base(tmp / "adapter" / MERGED_ADAPTER / "adapter_config.json", base_model)
+        point_adapter_at_base(tmp / "adapter" / MERGED_ADAPTER / "adapter_config.json", base_model)
+        (tmp / "adapter" / CARD_FILE).unlink(missing_ok=True)  # PEFT's auto card; ours is one level up
         model.merge_and_unload(adapter_names=[MERGED_ADAPTER]).save_pretrained(tmp)
         load_tokenizer(base_model).save_pretrained(tmp)
         write_json_atomic(card, tmp / "merge_card.json")
+        write_text_atomic(readme, tmp / CARD_FILE)
     log.info("merged %s (%s) into %s", names, card["combination"], out_dir)
     return card
 
 
-def _set_adapter_base(config_file: Path, base_model: str | Path) -> None:
-    """Point the saved adapter at the base model folder it was trained on."""
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["base_model_name_or_path"] = str(base_model)
-    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+def _run_cards(adapters: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Each adapter's run card (``run_card.json``, written by its train stage), where readable."""
+    cards = {}
+    for name, folder in adapters.items():
+        try:
+            cards[name] = json.loads((folder / "run_card.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s: no readable run_card.json; the merged model card lists it without figures", folder)
+    return cards

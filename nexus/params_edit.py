@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml as pyyaml
 
-from nexus.config import ParamsError
+from nexus.config import ParamsError, with_prerequisites
 from nexus.methods import parse_params
+from nexus.registry import CAPABILITIES
 
 
 def overrides_from_options(capabilities: list[str], **options: Any) -> dict[str, Any]:
@@ -33,6 +34,122 @@ def overrides_from_options(capabilities: list[str], **options: Any) -> dict[str,
         for cap in capabilities:
             changes[f"capabilities.{cap}.{option}"] = value
     return changes
+
+
+PARKED_HEADING_LINES = ("Capabilities out of the DAG, settings kept as they were: `make train CAPS=<name>` moves an",
+                        "entry back under capabilities: (and parks the ones not asked for)")
+PARKED_HEADING = "\n" + "\n".join(PARKED_HEADING_LINES)  # ruamel's before-comment form: a blank line first
+
+
+def select_capabilities(params_file: str | os.PathLike[str], selected: list[str]) -> list[str]:
+    """Make ``capabilities:`` hold exactly ``selected`` (and the capabilities they chain from): the
+    DAG's foreach stages are its entries, so ``dvc repro`` then runs what the user asked for. Other
+    entries move, unchanged, to ``parked:``; a parked entry that is selected moves back.
+
+    Returns:
+        One line per move (``parked: reasoning, thinking``; ``back under capabilities: cot``).
+
+    Raises:
+        ParamsError: a selected capability has no entry in either section; the file is unchanged.
+    """
+
+    path = Path(params_file)
+    data = _load(path)
+    lines = _select(data, path, selected)
+    if lines:
+        _write_validated(path, data)
+    return lines
+
+
+def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
+    """:func:`select_capabilities` on loaded params (``data``), in memory."""
+    from ruamel.yaml.comments import CommentedMap
+
+    active, parked = data.get("capabilities") or CommentedMap(), data.get("parked") or CommentedMap()
+    entries = {**parked, **active}
+    wanted = with_prerequisites(selected, {n: str((e or {}).get("init_from", "")) for n, e in entries.items()})
+    missing = [name for name in wanted if name not in entries]
+    if missing:
+        raise ParamsError(f"{path}: no entry capabilities.{missing[0]} (nor parked.{missing[0]}); add one "
+                          f"(copy capabilities.cot and adjust it)")
+    back = [name for name in wanted if name in parked]
+    out = [name for name in list(active) if name not in wanted]
+    if not back and not out:
+        return []
+    heading = _take_tail_comment(active)  # the next section's heading rides on the last entry
+    for name in back:
+        active[name] = parked.pop(name)
+    for name in out:
+        parked[name] = active.pop(name)
+    for name in sorted(active, key=lambda n: list(CAPABILITIES).index(n) if n in CAPABILITIES else len(CAPABILITIES)):
+        active.move_to_end(name)  # registry order, whatever order they were selected in
+    _put_tail_comment(active, heading)
+    data["capabilities"] = active
+    if parked and "parked" not in data:
+        data["parked"] = parked
+        data.yaml_set_comment_before_after_key("parked", before=PARKED_HEADING)
+    elif not parked and "parked" in data:
+        _drop_parked(data)
+    return ([f"parked (out of the DAG, settings kept under parked:): {', '.join(out)}"] if out else []) + \
+        ([f"back under capabilities: {', '.join(back)}"] if back else [])
+
+
+def _drop_parked(data: Any) -> None:
+    """Remove the empty ``parked:`` section and its heading (kept by ruamel on the section before)."""
+    keys = list(data)
+    before = keys[keys.index("parked") - 1] if keys.index("parked") else None
+    del data["parked"]
+    data.ca.items.pop("parked", None)
+    if before is None or not isinstance(data[before], dict):
+        return
+    taken = _take_tail_comment(data[before])
+    if taken is not None:
+        rest, mark = taken
+        rest = rest.replace("".join(f"# {line}\n" for line in PARKED_HEADING_LINES), "")
+        _put_tail_comment(data[before], (rest, mark) if rest.strip() else None)
+
+
+def _last_key(node: Any) -> tuple[Any, Any]:
+    """The innermost mapping at the end of ``node`` and its last key (where ruamel keeps the
+    comment lines that follow a block)."""
+    while True:
+        key = next(reversed(node))
+        if isinstance(node[key], dict) and node[key]:
+            node = node[key]
+        else:
+            return node, key
+
+
+def _take_tail_comment(node: Any) -> Any:
+    """Detach the comment lines after mapping ``node`` (its end-of-line comment stays); None if none."""
+    if not node:
+        return None
+    inner, key = _last_key(node)
+    tokens = inner.ca.items.get(key)
+    if not tokens or len(tokens) < 3 or tokens[2] is None:
+        return None
+    eol, _, rest = tokens[2].value.partition("\n")
+    if not rest:
+        return None
+    tokens[2].value = eol + "\n"
+    return rest, tokens[2].start_mark
+
+
+def _put_tail_comment(node: Any, taken: Any) -> None:
+    """Put comment lines taken by :func:`_take_tail_comment` after mapping ``node``'s new end."""
+    from ruamel.yaml.tokens import CommentToken
+
+    if taken is None or not node:
+        return
+    rest, mark = taken
+    inner, key = _last_key(node)
+    tokens = inner.ca.items.setdefault(key, [None, None, None, None])
+    while len(tokens) < 3:
+        tokens.append(None)
+    if tokens[2] is None:
+        tokens[2] = CommentToken("\n" + rest, mark, None)
+    else:
+        tokens[2].value = tokens[2].value.rstrip("\n") + "\n" + rest
 
 
 def _append(node: Any, key: str, value: Any) -> None:
@@ -73,19 +190,20 @@ def _dump(data: Any) -> str:
     return buffer.getvalue()
 
 
-def apply_overrides(params_file: str | os.PathLike[str], changes: dict[str, Any]) -> list[str]:
-    """Set dotted keys in ``params_file``; returns one ``key: old -> new`` line per real change.
+def apply_overrides(params_file: str | os.PathLike[str], changes: dict[str, Any],
+                    select: list[str] | None = None) -> list[str]:
+    """Set dotted keys in ``params_file``, after selecting the capabilities ``select`` (see
+    :func:`select_capabilities`) when given; one write for both, only when the result validates.
+
+    Returns:
+        One line per move of the selection and one ``key: old -> new`` line per real change.
 
     Raises:
         ParamsError: a key does not exist, or the result fails validation (file left unchanged).
     """
-    from ruamel.yaml import YAML
-
     path = Path(params_file)
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    data = yaml.load(path.read_text(encoding="utf-8"))
-    lines = []
+    data = _load(path)
+    lines = _select(data, path, select) if select is not None else []
     for dotted, value in changes.items():
         *parents, leaf = dotted.split(".")
         node = data
@@ -106,9 +224,23 @@ def apply_overrides(params_file: str | os.PathLike[str], changes: dict[str, Any]
             _append(node, leaf, value)
     if not lines:
         return []
+    _write_validated(path, data)
+    return lines
+
+
+def _load(path: Path) -> Any:
+    """params.yaml through ruamel (comments and quotes kept for the rewrite)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    return yaml.load(path.read_text(encoding="utf-8"))
+
+
+def _write_validated(path: Path, data: Any) -> None:
+    """Write ``data`` back to ``path`` through a temporary file, only when it validates."""
     text = _dump(data)
     parse_params(pyyaml.safe_load(text), str(path))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return lines

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from nexus import paths, registry
-from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError
+from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError, with_prerequisites
 from nexus.methods import Method, load_params, resolve
 from nexus.modality import detect_modalities
 
@@ -38,6 +38,7 @@ class Plan:
     dvc_always: dict[str, str] = field(default_factory=dict)
     dvc_error: str = ""
     dvc_checked: bool = False
+    moves: list[str] = field(default_factory=list)  # what the selection moves in params.yaml
 
 
 def _base_state(model: str) -> str:
@@ -161,6 +162,15 @@ def _dvc_status(targets: list[str]) -> Status:
     return _dvc_api_status(targets)
 
 
+def _selection_moves(selected: list[str], params: Any) -> list[str]:
+    """What ``make train`` would move between ``capabilities:`` and ``parked:`` for this selection."""
+    wanted = with_prerequisites(selected, {n: c.init_from for n, c in {**params.parked, **params.capabilities}.items()})
+    back = [n for n in wanted if n in params.parked]
+    out = [n for n in params.capabilities if n not in wanted]
+    return ([f"back under capabilities (their stages never ran in this DAG): {', '.join(back)}"] if back else []) + \
+        ([f"parked (out of the DAG, settings kept): {', '.join(out)}"] if out else [])
+
+
 def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
                with_dvc: bool = True) -> Plan:
     """Resolve ``caps`` and collect everything the plan prints.
@@ -172,10 +182,10 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
     selected, skipped = registry.resolve(caps)
     params = load_params(params_file)
     queue = []
-    for name in selected:
-        if name not in params.capabilities:
+    for name in selected:  # a parked entry is what `make train CAPS=` would move back: plan with it
+        cap = params.capabilities.get(name) or params.parked.get(name)
+        if cap is None:
             raise ParamsError(f"{params_file}: no entry capabilities.{name}; add one to train it")
-        cap = params.capabilities[name]
         if quick:
             cap = replace(cap, quick=True)
         cap = cap.effective()
@@ -186,15 +196,15 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             "eval_size": cap.eval_size, "data": _data_summary(name, resolve(cap.method)),
             "output": str(paths.output_dir(name)), "needs": registry.CAPABILITIES[name].modalities,
         })
-    any_quick = quick or any(params.capabilities[n].quick for n in selected)
+    any_quick = quick or any((params.capabilities.get(n) or params.parked[n]).quick for n in selected)
     mode = (f"quick: {QUICK_STEPS} steps, batch 1, at most 5 eval records" if any_quick
             else "full: steps and batches from params.yaml")
     plan = Plan(params.base.model, _base_state(params.base.model), _modalities(params.base.model),
                 mode, queue, [(n, registry.CAPABILITIES[n].missing) for n in skipped])
-    if with_dvc:  # what `make train CAPS=...` asks `dvc repro` for (a group also merges and reports)
-        targets = [f"{kind}@{n}" for n in selected for kind in ("train", "eval")]
-        targets += ["merge", "report"] if registry.is_group(caps) else []
-        plan.dvc, plan.dvc_always, plan.dvc_error = _dvc_status(targets)
+    plan.moves = _selection_moves(selected, params)
+    if with_dvc:  # `make train CAPS=...` selects, then runs `dvc repro`: the selection's stages, merge, report
+        targets = [f"{kind}@{n}" for n in selected if n in params.capabilities for kind in ("train", "eval")]
+        plan.dvc, plan.dvc_always, plan.dvc_error = _dvc_status([*targets, "merge", "report"])
         plan.dvc_checked = True
     return plan
 
@@ -221,12 +231,14 @@ def format_plan(plan: Plan) -> str:
         )
     for name, why in plan.skipped:
         lines.append(f"    -  {name:<10} skipped: not implemented yet ({why})")
+    lines.extend(f"  params.yaml  {move}" for move in plan.moves)
     if plan.dvc_error or not plan.dvc_checked:
         lines.append(f"  DVC status unavailable: {plan.dvc_error or 'not asked'}")
         return "\n".join(lines)
     lines.extend(f"  always runs: {stage}: {note}" for stage, note in plan.dvc_always.items())
     if plan.dvc:
-        lines.append("  DVC would rerun:")
+        lines.append("  DVC would rerun (params.yaml as it stands, before the moves above):" if plan.moves
+                     else "  DVC would rerun:")
         never = [stage for stage, reasons in plan.dvc.items() if reasons == [NEVER_RUN]]
         if never:
             lines.append(f"    {NEVER_RUN}: {', '.join(never)}")

@@ -52,6 +52,7 @@ from nexus.methods.rows import MethodRows, check_method_data, prepare_rows
 from nexus.modality import missing_message
 from nexus.prepare import PreparedSplit, split_for
 from nexus.signals import EXIT_CODE_SIGTERM, StageSignals
+from nexus.train_progress import attach_training_progress
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
         "bf16": profile.bf16,
         "gradient_checkpointing": False,
         "report_to": "none",
-        "disable_tqdm": True,
+        "disable_tqdm": not sys.stderr.isatty(),  # a terminal gets the bar, a log step lines (nexus.progress)
         "include_num_input_tokens_seen": "non_padding",
         "dataloader_num_workers": 0,
     }
@@ -286,29 +287,56 @@ def _summary(run: _Run, trainer: Any, elapsed: float, params: Params) -> dict[st
     }
 
 
+def data_file_counts(capability: str, files: list[str], organized_dir: str | Path = paths.ORGANIZED_DIR,
+                     ) -> list[dict[str, Any]]:
+    """``{"path", "records"}`` for each of a run's source files, the counts from the organizer's
+    manifest of ``capability`` when it lists the file (else ``path`` alone)."""
+    manifest = Path(organized_dir) / capability / "manifest.json"
+    try:
+        listed = {e["path"]: e.get("records") for e in json.loads(manifest.read_text(encoding="utf-8"))["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = {}
+    return [{"path": f, **({"records": listed[f]} if listed.get(f) is not None else {})} for f in files]
+
+
 def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], params: Params,
           out_dir: str | Path) -> Path:
-    """Write the adapter (or full model), tokenizer and run card as one atomic step."""
+    """Write the adapter (or full model), tokenizer, run card and model card (README.md) as one
+    atomic step; an adapter's ``base_model_name_or_path`` is its base's absolute path (a Hub id as is)."""
     from nexus.atomic import atomic_dir, write_json_atomic
+    from nexus.model_card import (
+        CARD_FILE,
+        capability_card,
+        example_question,
+        point_adapter_at_base,
+        resolvable_base,
+    )
 
     log.info("%s: training finished at step %d; saving %s", run.capability, summary["steps"], out_dir)
     cap, rows = run.cap, run.rows
-    card = {**summary, "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
+    # A chained or long-context LoRA is saved merged into its start model: one full model whose
+    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
+    chained = cap.init_from != params.base.model  # starts from another capability's output
+    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
+    is_adapter = cap.adapter != "full" and not merge_into_start
+    card = {**summary, "base_model_path": resolvable_base(params.base.model), "is_adapter": is_adapter,
+            "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
             "dropped": run.split.dropped, "data_files": run.split.stats.get("files", []),
             "method_data": {"source": rows.source, "rows": len(rows.rows)},
             "library": run.method.library, "versions": _library_versions()}
     if rows.held_out:  # safety prompts the eval stage scores (never trained on)
         card["held_out_prompts"] = rows.held_out
-    # A chained or long-context LoRA is saved merged into its start model: one full model whose
-    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
-    chained = cap.init_from != params.base.model  # starts from another capability's output
-    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
     final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
     out = Path(out_dir)
+    readme = capability_card(card, out.resolve(), data_file_counts(run.capability, card["data_files"]),
+                             run.split.stats.get("kept", "?"), example_question(run.split.eval))
     with atomic_dir(out) as tmp:
         final.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if (tmp / "adapter_config.json").is_file():
+            point_adapter_at_base(tmp / "adapter_config.json", cap.init_from)
         write_json_atomic(card, tmp / "run_card.json")
+        write_text_atomic(readme, tmp / CARD_FILE)  # replaces PEFT's auto card
     return out
 
 
@@ -421,6 +449,7 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
         args=training_arguments(cap, params, run.ckpt_dir, run.profile),
         callbacks=[controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)], profile=run.profile,
         examples=run.split.train, rows=run.rows.rows, reward=reward_of(capability)))
+    attach_training_progress(trainer, capability)  # replaces the Trainer's dict per log
     elapsed = _train(run, trainer, controller)
     summary = _summary(run, trainer, elapsed, params)
     for key in ("train_loss", "final_loss", "steps", "runtime_s", "tokens_per_s"):

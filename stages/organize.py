@@ -11,7 +11,11 @@ JSON, records its format refuses, ...) is listed as unplaced with its reason, an
 
 import sys
 
-from nexus.cli import main
+from _interpreter import use_project_python
+
+use_project_python()  # before nexus: `python` may be the system's (see stages/_interpreter.py)
+
+from nexus.cli import main  # noqa: E402 - after the interpreter check
 
 if __name__ == "__main__":
     sys.exit(main(["organize", *sys.argv[1:]]))

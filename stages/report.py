@@ -9,7 +9,11 @@ DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv a
 
 import sys
 
-from nexus.cli import main
+from _interpreter import use_project_python
+
+use_project_python()  # before nexus: `python` may be the system's (see stages/_interpreter.py)
+
+from nexus.cli import main  # noqa: E402 - after the interpreter check
 
 if __name__ == "__main__":
     sys.exit(main(["report", *sys.argv[1:]]))

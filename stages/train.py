@@ -13,7 +13,11 @@ import logging
 import os
 import sys
 
-from nexus.signals import install_stage_signals
+from _interpreter import use_project_python
+
+use_project_python()  # before nexus: `python` may be the system's (see stages/_interpreter.py)
+
+from nexus.signals import install_stage_signals  # noqa: E402 - after the interpreter check
 
 if __name__ == "__main__":
     install_stage_signals()  # first: a signal during the imports below (torch: seconds) is handled too

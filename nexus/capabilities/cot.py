@@ -10,10 +10,21 @@ Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
 - ``openthoughts``: ``{"system": "...", "conversations": [{"from": "user", "value": "..."},
   {"from": "assistant", "value": "<|begin_of_thought|>...<|end_of_thought|>
   <|begin_of_solution|>... \\boxed{72}<|end_of_solution|>"}]}`` (open-thoughts/OpenThoughts-114k)
+
+Prompts: the question as asked, and for about half of the questions (:data:`INSTRUCTION_SHARE`)
+the question followed by :data:`INSTRUCTION`. Which half is fixed by a hash of the question's text
+(:func:`carries_instruction`), not by chance, so a record always formats the same way (the split,
+the dedupe and the data fingerprint depend on it). Trained on both forms, the model answers in the
+trained format when asked plainly (as ``nexus chat``, ``nexus serve`` or any HF loader would ask)
+and still follows the instruction when a user adds it; GRPO and PPO still find the format spelled
+out in half their prompts. The held-out split follows the same rule: its prompts are fixed per
+question and written in ``data/prepared/cot/eval.jsonl``, so eval scores both forms, about half
+each, base and trained on the same prompts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -25,13 +36,21 @@ from nexus.conversations import first_exchange, record_turns
 METRIC = "accuracy"
 REWARD_KEYS = ("accuracy", "answer_format")  # grpo / ppo reward: the mean of these shares
 INSTRUCTION = "Solve the problem step by step, then give the final answer on its own line."
+INSTRUCTION_SHARE = 0.5  # share of prompts that end with INSTRUCTION (the others: the question alone)
 _THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.DOTALL)
 _SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.DOTALL)
 
 
+def carries_instruction(question: str) -> bool:
+    """Whether the prompt of ``question`` ends with :data:`INSTRUCTION`: a fixed hash of its text."""
+    digest = hashlib.sha256(f"cot\0{question.strip()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < INSTRUCTION_SHARE * 2**64
+
+
 def _example(question: str, steps: str, answer: str) -> Example:
+    text = question.strip()
     return {
-        "prompt": [{"role": "user", "content": f"{question.strip()}\n\n{INSTRUCTION}"}],
+        "prompt": [{"role": "user", "content": f"{text}\n\n{INSTRUCTION}" if carries_instruction(text) else text}],
         "completion": [
             {"role": "assistant", "content": f"{steps.strip()}\nThe final answer is {answer}."}
         ],

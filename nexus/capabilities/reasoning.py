@@ -16,10 +16,21 @@ Accepted formats (detected by the organizer, see :mod:`nexus.formats`):
   \\frac{1}{4}$?", "solution": "... = \\frac{3}{4}$. The answer is $\\boxed{\\frac{3}{4}}$.",
   "messages": [...]}`` (AI-MO/NuminaMath-CoT); records whose solution has no ``\\boxed{}`` are
   skipped.
+
+Prompts: the problem as asked, and for about half of the problems (:data:`INSTRUCTION_SHARE`) the
+problem followed by :data:`INSTRUCTION`; which half is fixed by a hash of the problem's text
+(:func:`carries_instruction`), so a record always formats the same way (the split, the dedupe and
+the data fingerprint depend on it). Trained on both, the model writes its worked solution and
+``\\boxed{}`` answer when asked plainly (``nexus chat``, ``nexus serve``, any HF loader), and still
+when the instruction is added; GRPO and PPO still find the format their reward checks named in
+half their prompts.
+The held-out prompts follow the same rule (fixed per problem, written in
+``data/prepared/reasoning/eval.jsonl``): eval scores both forms, about half each.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from nexus.capabilities import Example, SkipRecord
@@ -29,11 +40,19 @@ from nexus.capabilities.answers import boxed_answer_matches, canonical_answer, l
 METRIC = "accuracy"
 REWARD_KEYS = ("accuracy", "boxed")  # grpo / ppo reward: the mean of these shares
 INSTRUCTION = "Solve the problem step by step, and put the final answer in \\boxed{}."
+INSTRUCTION_SHARE = 0.5  # share of prompts that end with INSTRUCTION (the others: the problem alone)
+
+
+def carries_instruction(problem: str) -> bool:
+    """Whether the prompt of ``problem`` ends with :data:`INSTRUCTION`: a fixed hash of its text."""
+    digest = hashlib.sha256(f"reasoning\0{problem.strip()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") < INSTRUCTION_SHARE * 2**64
 
 
 def _example(problem: str, solution: str, reference: str) -> Example:
+    text = problem.strip()
     return {
-        "prompt": [{"role": "user", "content": f"{problem.strip()}\n\n{INSTRUCTION}"}],
+        "prompt": [{"role": "user", "content": f"{text}\n\n{INSTRUCTION}" if carries_instruction(text) else text}],
         "completion": [{"role": "assistant", "content": solution.strip()}],
         "reference": reference,
     }

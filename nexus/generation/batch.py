@@ -119,15 +119,17 @@ def generate_rows(model: Any, tokenizer: Any, rows: Sequence[Sequence[int]], max
 
 
 def generate_examples(model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], max_new_tokens: int,
-                      batch_size: int = DEFAULT_BATCH_SIZE, temperature: float = 0.0) -> list[str]:
+                      batch_size: int = DEFAULT_BATCH_SIZE, temperature: float = 0.0,
+                      progress: Callable[[int], None] | None = None) -> list[str]:
     """Replies to the examples' chat prompts, batched in order with left padding: greedy, or
     sampled at ``temperature`` above 0 (seeded by the caller's ``torch.manual_seed``).
 
     Each reply is every new token decoded without special tokens. The tokenizer is left with
-    ``padding_side = "left"``, as the evaluator's generation has always left it.
+    ``padding_side = "left"``, as the evaluator's generation has always left it. ``progress`` is
+    called with the number of examples done after each batch (e.g. :class:`nexus.progress.ItemsDone`).
     """
     tokenizer.padding_side = "left"
     rows = [tokenizer(render_prompt(e, tokenizer), add_special_tokens=False)["input_ids"] for e in examples]
     new = generate_rows(model, tokenizer, rows, max_new_tokens, batch_size=batch_size,
-                        temperature=temperature, cut=False)
+                        temperature=temperature, cut=False, progress=progress)
     return tokenizer.batch_decode(new, skip_special_tokens=True) if new else []

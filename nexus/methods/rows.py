@@ -23,6 +23,7 @@ from nexus.generation.batch import generate_examples
 from nexus.methods.base import Method, MethodRows, RowRequest
 from nexus.methods.data import KIND_OF_NEED, MethodDataError, load_rows, missing_data_message
 from nexus.methods.safety import SAMPLING_TEMPERATURE, split_prompts
+from nexus.progress import ItemsDone
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def pairs_from_examples(model: Any, tokenizer: Any, capability: str, examples: l
     model's own wrong answer rejected (examples it already answers right give no pair)."""
     module = capabilities.load(capability)
     subset = examples[:limit]
-    answers = generate_examples(model, tokenizer, subset, max_new_tokens,
-                                temperature=SAMPLING_TEMPERATURE)
+    answers = generate_examples(model, tokenizer, subset, max_new_tokens, temperature=SAMPLING_TEMPERATURE,
+                                progress=ItemsDone(f"{capability} pairs: base-model answers", len(subset)))
     pairs = []
     for example, answer in zip(subset, answers, strict=True):
         if module.score(answer, example)[module.METRIC] >= 1.0:

@@ -5,11 +5,12 @@ server on localhost).
     nexus serve models/base --port 8000           # POST http://127.0.0.1:8000/v1/chat/completions
     python -m nexus.serving serve MODEL           # the same verbs without the nexus CLI
 
-- :mod:`nexus.serving.models`: load a model for chatting, and the name it is shown under.
+- :mod:`nexus.serving.models`: load a model for chatting (with the decoding threads of
+  :func:`~nexus.serving.models.decode_threads`), and the name it is shown under.
 - :mod:`nexus.serving.repl`: :class:`ChatSession` and :func:`chat_repl`.
 - :mod:`nexus.serving.requests`: validating ``POST /v1/chat/completions`` bodies.
 - :mod:`nexus.serving.service`: the model behind the server, OpenAI-shaped results.
-- :mod:`nexus.serving.server`: the HTTP server and :func:`serve`.
+- :mod:`nexus.serving.server`: the HTTP server, its access log (one line per request) and :func:`serve`.
 - :mod:`nexus.serving.cli`: the one definition of the ``chat`` and ``serve`` command lines.
 
 Replies stream through :mod:`nexus.generation.stream`. Models load through

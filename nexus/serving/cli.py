@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nexus import serving
+from nexus import logs, serving
 from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS
 from nexus.serving.repl import chat_repl
 from nexus.serving.server import DEFAULT_HOST, DEFAULT_PORT, serve
@@ -18,6 +18,8 @@ CHAT_HELP = "chat in the terminal; tokens stream as they are generated"
 SERVE_HELP = "serve an OpenAI-compatible /v1/chat/completions on localhost"
 MODEL_HELP = ("HF model folder, .gguf file, or trained adapter folder "
               "(e.g. models/base, models/capabilities/streaming)")
+THREADS_HELP = ("torch threads for decoding on the CPU (default: $OMP_NUM_THREADS, else physical cores "
+                "minus one, at most 4; see docs/serving.md)")
 
 
 def _positive(value: int, option: str) -> None:
@@ -25,28 +27,51 @@ def _positive(value: int, option: str) -> None:
         raise ValueError(f"{option} must be at least 1, got {value}")
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    """``nexus chat MODEL [--max-new-tokens N]``; Ctrl-C while the model loads exits with 130."""
+def _check_common(args: argparse.Namespace) -> None:
     _positive(args.max_new_tokens, "--max-new-tokens")
+    if args.threads is not None:
+        _positive(args.threads, "--threads")
+
+
+def _log_requests() -> None:
+    """Send the ``nexus`` logger (the access log included) to stderr and ``logs/serve.log``; to
+    stderr alone when ``logs/`` cannot be written here."""
     try:
-        return chat_repl(args.model, args.max_new_tokens)
+        logs.setup("serve")
+    except OSError:
+        logging.basicConfig(format=logs.FORMAT, stream=sys.stderr, force=True)
+        logging.getLogger("nexus").setLevel(logging.INFO)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """``nexus chat MODEL [--max-new-tokens N] [--threads N]``; Ctrl-C while the model loads exits
+    with 130."""
+    _check_common(args)
+    try:
+        return chat_repl(args.model, args.max_new_tokens, threads=args.threads)
     except KeyboardInterrupt:
         return 130
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``nexus serve MODEL [--host H] [--port P] [--max-new-tokens N] [--model-name NAME]``.
+    """``nexus serve MODEL [--host H] [--port P] [--max-new-tokens N] [--model-name NAME]
+    [--threads N]``; requests are logged to stderr and ``logs/serve.log``.
 
     Ctrl-C while the model loads (before the server's own signal handling starts) exits with 130.
     """
-    _positive(args.max_new_tokens, "--max-new-tokens")
+    _check_common(args)
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535, got {args.port}")
+    _log_requests()
     try:
         return serve(args.model, args.host, args.port, getattr(args, "model_name", None),
-                     args.max_new_tokens)
+                     args.max_new_tokens, threads=args.threads)
     except KeyboardInterrupt:
         return 130
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
 
 
 def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +79,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
                         help=f"most tokens per reply (default: {DEFAULT_MAX_NEW_TOKENS})")
+    _add_threads(parser)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +92,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
                         help=f"max_tokens of a request that gives none (default: {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--model-name", help="model id reported to clients (default: the folder name)")
+    _add_threads(parser)
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],

@@ -2,18 +2,67 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from nexus.loading import ModelSourceError, load_model, load_tokenizer, model_source
 
+log = logging.getLogger(__name__)
+MAX_DECODE_THREADS = 4
 
-def load_chat_model(model_path: str | Path, device: str | None = None) -> tuple[Any, Any]:
+
+def _usable_cores() -> int:
+    """Physical cores this process may run on (logical CPUs when psutil cannot tell)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        physical = usable
+    return max(1, min(usable, physical))
+
+
+def decode_threads(requested: int | None = None, cores: int | None = None) -> int:
+    """The torch thread count for CPU decoding: ``requested``, else ``OMP_NUM_THREADS``, else the rule.
+
+    The rule is ``min(cores - 1, 4)``, at least 1: one core is left to the server, the tokenizer
+    and whatever else runs, because a thread pool spanning every core stalls whenever any of them is
+    busy (measured on a loaded 2-core machine, SmolLM2-135M: 13.6 tokens/s with 1 thread, 3.6
+    with 2; docs/serving.md), and a small model's per-token matrix products are too small to
+    split further than 4 ways.
+
+    Args:
+        requested: ``--threads``; None chooses.
+        cores: usable physical cores (default: this machine's).
+
+    Raises:
+        ValueError: ``requested`` is below 1.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads must be at least 1, got {requested}")
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    cores = cores or _usable_cores()
+    return max(1, min(cores - 1, MAX_DECODE_THREADS))
+
+
+def load_chat_model(model_path: str | Path, device: str | None = None,
+                    threads: int | None = None) -> tuple[Any, Any]:
     """Load a model and tokenizer for chatting, in eval mode, on CUDA when available.
 
     Args:
         model_path: HF folder, ``.gguf`` file, or trained adapter folder (merged on load).
         device: torch device; default ``cuda`` when available, else ``cpu``.
+        threads: torch threads for decoding on the CPU (default: :func:`decode_threads`' rule).
 
     Raises:
         ValueError: not a model, or its tokenizer has no chat template.
@@ -23,8 +72,11 @@ def load_chat_model(model_path: str | Path, device: str | None = None) -> tuple[
     except ModelSourceError:
         raise ModelSourceError(f"{model_path}: not a model; give an HF model folder (with config.json), "
                                f"a .gguf file or a trained adapter folder, e.g. models/base") from None
+    count = decode_threads(threads)
     import torch
 
+    torch.set_num_threads(count)
+    log.info("decoding with %d torch thread%s", count, "" if count == 1 else "s")
     tokenizer = load_tokenizer(model_path)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{model_path}: the tokenizer has no chat template; chat and serve need an "

@@ -98,13 +98,15 @@ def _reply(session: ChatSession, text: str, out: TextIO) -> None:
 
 
 def chat_repl(model_path: str | Path, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *,
-              temperature: float = 0.0, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+              temperature: float = 0.0, stdin: TextIO | None = None, stdout: TextIO | None = None,
+              threads: int | None = None) -> int:
     """Chat with a model in the terminal, printing the reply's tokens as they are generated.
 
     Reads one user message per line. ``/reset`` starts a new conversation, ``/exit`` (or ``/quit``,
     end of input, Ctrl-D) leaves; Ctrl-C interrupts a reply, and at the prompt quits. When stdin is
     a terminal a ``> `` prompt and a banner are shown; piped input gets only the replies, one line
-    each.
+    each. ``threads`` sets torch's threads for CPU decoding (default: the rule of
+    :func:`nexus.serving.models.decode_threads`).
 
     Returns:
         0 (the exit code).
@@ -116,7 +118,7 @@ def chat_repl(model_path: str | Path, max_new_tokens: int = DEFAULT_MAX_NEW_TOKE
     if interactive:
         out.write(f"Loading {name} ...\n")
         out.flush()
-    model, tokenizer = load_chat_model(model_path)
+    model, tokenizer = load_chat_model(model_path, threads=threads)
     session = ChatSession(model, tokenizer, max_new_tokens, temperature)
     if interactive:
         out.write(f"Chatting with {name} ({REPL_COMMANDS}).\n")

@@ -13,18 +13,20 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS, ContextLengthError
+from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS, ChatStream, ContextLengthError
 from nexus.serving.models import load_chat_model, model_display_name
 from nexus.serving.requests import ChatRequest, RequestError, parse_chat_request
 from nexus.serving.service import ChatService
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("nexus.serving.access")  # one line per request (docs/serving.md)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -40,8 +42,48 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: ChatServer
 
+    # -- the access log: one line per request, written once the response is sent --
+
+    def handle_one_request(self) -> None:
+        """Read and answer one request, then write its access log line (:func:`access_line`)."""
+        self._started = time.perf_counter()
+        self._status: int | None = None
+        self._request: ChatRequest | None = None
+        self._stream: ChatStream | None = None
+        self._note = ""
+        try:
+            super().handle_one_request()
+        finally:
+            if self._status is not None:  # None: the connection closed without a request
+                self._log_access()
+
+    def parse_request(self) -> bool:
+        self._started = time.perf_counter()  # a kept-alive connection waited for this request
+        return super().parse_request()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Called by ``send_response``: remember the status for the access line."""
+        self._status = int(code) if str(code).isdigit() else 0
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals (a bad request line, an unsupported method) keep their
+        message for the access line."""
+        self._note = message or ""
+        super().send_error(code, message, explain)
+
     def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        """The standard library's own messages (bad request lines, time-outs): the access line
+        carries the status, so these go to debug."""
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _log_access(self) -> None:
+        stream, status = self._stream, self._status or 0
+        tokens = (stream.prompt_tokens, stream.completion_tokens) if stream is not None else None
+        line = access_line(f"{self.client_address[0]}:{self.client_address[1]}",
+                           getattr(self, "requestline", ""), status, tokens,
+                           bool(self._request and self._request.stream),
+                           time.perf_counter() - self._started, self._note)
+        access_log.log(logging.WARNING if status >= 400 else logging.INFO, "%s", line)
 
     # -- responses --
 
@@ -55,6 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_error(self, err: RequestError) -> None:
+        self._note = str(err)
         self._send_json(err.status, err.body())
 
     def _write_chunk(self, text: str) -> None:
@@ -77,6 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as err:  # headers sent: report in the stream
             log.exception("streamed chat completion failed")
             error = RequestError(f"generation failed: {err}", status=500, code="server_error")
+            self._note = str(error)
             self._write_chunk(f"data: {json.dumps(error.body())}\n\n")
         self._write_chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
@@ -128,14 +172,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_chat(self, body: Any) -> None:
         """Answer a chat-completions body; every failure becomes an OpenAI-style error."""
         try:
-            request = parse_chat_request(body, self.service.max_new_tokens)
+            self._request = request = parse_chat_request(body, self.service.max_new_tokens)
             self._chat(request)
         except RequestError as err:
             self._send_error(err)
         except ContextLengthError as err:
             self._send_error(RequestError(str(err), "messages", code="context_length_exceeded"))
         except (BrokenPipeError, ConnectionResetError):
-            log.info("client closed the connection")
+            self._note = "the client closed the connection"
             self.close_connection = True
         except Exception as err:  # one bad generation must not stop the server
             log.exception("chat completion failed")
@@ -178,10 +222,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, request: ChatRequest) -> None:
         service = self.service
         with service.generation(request) as stream:
+            self._stream = stream
             if request.stream:
                 self._send_events(service.chunks(stream, request))
             else:
                 self._send_json(200, service.completion(stream))
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` with control characters escaped, cut to ``limit`` characters (it comes from clients)."""
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def access_line(client: str, requestline: str, status: int, tokens: tuple[int, int] | None,
+                streamed: bool, seconds: float, note: str = "") -> str:
+    """One access log line, uvicorn's style with the completion's figures appended.
+
+    Example:
+        ``127.0.0.1:51234 - "POST /v1/chat/completions HTTP/1.1" 200 prompt_tokens=23
+        completion_tokens=12 stream=true 0.812s`` (one line); requests without a completion show
+        ``-`` for the token counts; an error or a hang-up adds the message, quoted, at the end.
+    """
+    prompt, completion = tokens if tokens is not None else ("-", "-")
+    line = (f'{client} - "{_printable(requestline)}" {status} prompt_tokens={prompt} '
+            f"completion_tokens={completion} stream={str(streamed).lower()} {seconds:.3f}s")
+    return f"{line} {json.dumps(_printable(note), ensure_ascii=False)}" if note else line
 
 
 class ChatServer(ThreadingHTTPServer):
@@ -242,11 +308,13 @@ def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
 
 def serve(model_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           model_name: str | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *,
-          stop_event: threading.Event | None = None, out: TextIO | None = None) -> int:
+          stop_event: threading.Event | None = None, out: TextIO | None = None,
+          threads: int | None = None) -> int:
     """Serve ``model_path`` as an OpenAI-compatible API until SIGINT/SIGTERM (or ``stop_event``).
 
     Prints one line, ``Serving NAME on http://HOST:PORT/v1 (Ctrl-C stops)``, once requests are
-    accepted. Routes: ``POST /v1/chat/completions`` (``stream`` true or false), ``GET /v1/models``,
+    accepted, then one access log line per request on the ``nexus.serving.access`` logger
+    (:func:`access_line`). Routes: ``POST /v1/chat/completions`` (``stream`` true or false), ``GET /v1/models``,
     ``GET /health``. Binds to localhost by default; another host is reachable by others with no
     authentication (a warning is logged).
 
@@ -258,6 +326,8 @@ def serve(model_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
         max_new_tokens: a request's ``max_tokens`` when it gives none.
         stop_event: set it to stop the server (for callers running it in a thread).
         out: where the one line goes (default stdout).
+        threads: torch threads for CPU decoding (default: the rule of
+            :func:`nexus.serving.models.decode_threads`).
 
     Returns:
         0 after a clean shutdown.
@@ -268,7 +338,7 @@ def serve(model_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     out = out or sys.stdout
     server = _bind(host, port)  # bind first, so that a taken port fails before the slow model load
     try:
-        model, tokenizer = load_chat_model(model_path)
+        model, tokenizer = load_chat_model(model_path, threads=threads)
     except BaseException:
         server.server_close()
         raise

@@ -1,10 +1,12 @@
 """`make train` as a user runs it, in a fresh copy of the project (tiny model, real libraries)."""
 
+import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
-from tests.project import ROOT, copy_project, git, run, tiny_params
+from tests.project import ROOT, copy_project, env, git, run, tiny_params
 
 MAKE_ENV = [f"VENV={sys.prefix}", "SKIP_INSTALL=1"]
 
@@ -22,11 +24,25 @@ def test_make_train_cot_runs_the_pipeline_and_reports_both_scores(tmp_path, tiny
     assert "capabilities.cot.batch_size" in run(repo, "dvc", "params", "diff").stdout
     assert (repo / "logs" / "train_cot.log").is_file()
 
-    again = run(repo, "make", "train", "CAPS=cot", *MAKE_ENV)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert list(params["capabilities"]) == ["cot"]  # the selection is the DAG; the rest is parked
+    assert list(params["parked"]) == ["reasoning", "thinking", "tools", "streaming"]
+    assert "Running stage 'merge'" in result.stdout and "Running stage 'report'" in result.stdout
+
+    # The README's `dvc repro`, from a new shell without the virtualenv: `python3` is the system's
+    # (the stages re-execute on the project's interpreter), and nothing is trained again.
+    shell = {**env(), "PATH": "/usr/bin:/bin", "NEXUS_PYTHON": sys.executable}
+    again = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=repo, env=shell,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
     # organize rescans the data folders on every run (dvc.yaml: always_changed) and finds nothing new
     assert [line for line in again.stdout.splitlines() if line.startswith("Running stage")] == [
-        "Running stage 'organize':"]
+        "Running stage 'organize':"], again.stdout
     assert "data/organized: unchanged since the last run" in again.stdout
+
+    again = run(repo, "make", "train", "CAPS=cot", *MAKE_ENV)
+    assert [line for line in again.stdout.splitlines() if line.startswith("Running stage")] == [
+        "Running stage 'organize':"]
     assert "cot accuracy: base " in again.stdout
 
 

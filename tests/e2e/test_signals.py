@@ -57,7 +57,10 @@ class StageProcess:
 
     def steps_logged(self) -> int:
         self._drain()
-        return sum(1 for line in self.lines if line.startswith("{'loss'"))
+        return sum(1 for line in self.lines if STEP_LINE.search(line))
+
+
+STEP_LINE = re.compile(r"train cot: step \d+/\d+ ")  # one per step below 40 steps (nexus.train_progress)
 
 
 def test_signals_drive_a_real_training_run(tmp_path, tiny_model_dir):
@@ -69,7 +72,7 @@ def test_signals_drive_a_real_training_run(tmp_path, tiny_model_dir):
     stage = StageProcess(repo)
     pid = stage.proc.pid
     stage.wait_for(rf"PID {pid}: kill -USR1 {pid}")
-    stage.wait_for(r"^\{'loss'")
+    stage.wait_for(STEP_LINE.pattern)
 
     os.kill(pid, signal.SIGUSR1)
     paused_at = int(stage.wait_for(r"Paused at step (\d+) \(SIGUSR1 to resume\)").group(1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -32,6 +33,8 @@ openai = pytest.importorskip("openai", reason="the openai client is a test depen
 MODEL = "tiny-llama"  # the fixture folder's name: what /v1/models reports
 LINE = re.compile(r"Serving (\S+) on (http://127\.0\.0\.1:(\d+)/v1) \(Ctrl-C stops\)\n")
 HI = [{"role": "user", "content": "Hello! Tell me about crepes."}]
+ACCESS = re.compile(r'127\.0\.0\.1:\d+ - "(\w+) (\S+) HTTP/1\.1" (\d{3}) prompt_tokens=(\d+|-) '
+                    r'completion_tokens=(\d+|-) stream=(true|false) (\d+\.\d{3})s(?: "(.*)")?')
 
 
 class _Lines(io.TextIOBase):
@@ -168,6 +171,52 @@ def test_raw_http_sse_framing_and_error_statuses(server):
     assert status == 404 and "POST /v1/chat/completions" in json.loads(raw)["error"]["message"]
 
 
+def _access_records(caplog, tag: str, count: int) -> list[logging.LogRecord]:
+    """The access records whose request line holds ``tag``, once ``count`` arrived (the server thread
+    writes a line just after the response is sent) or 10 s passed."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = [r for r in caplog.records if r.name == "nexus.serving.access" and tag in r.getMessage()]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_every_request_writes_one_access_line(client, server, caplog):
+    tag = {"extra_query": {"log": "access-test"}}  # marks this test's request lines
+    chat = "/v1/chat/completions?log=access-test"
+    with caplog.at_level(logging.INFO, logger="nexus.serving.access"):
+        client.chat.completions.create(model=MODEL, messages=HI, max_tokens=5, **tag)
+        _stream(client, max_tokens=3, **tag)
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "hi"}], **tag)
+        assert _http(server, "GET", "/v1/nope?log=access-test")[0] == 404
+        records = _access_records(caplog, "access-test", 4)
+    lines = [r.getMessage() for r in records]
+    fields = [ACCESS.fullmatch(line) for line in lines]
+    assert len(lines) == 4 and all(fields), lines
+    assert [(m[1], m[2], m[3], m[5], m[6]) for m in fields] == [  # method, path, status, completion, stream
+        ("POST", chat, "200", "5", "false"), ("POST", chat, "200", "3", "true"),
+        ("POST", chat, "400", "-", "false"), ("GET", "/v1/nope?log=access-test", "404", "-", "false")]
+    assert fields[0][4] == fields[1][4] and int(fields[0][4]) > 10 and fields[2][4] == "-"
+    assert all(float(m[7]) > 0 for m in fields[:2])
+    assert fields[0][8] is None and "role must be one of" in fields[2][8] and "unknown path" in fields[3][8]
+    assert [r.levelname for r in records] == ["INFO", "INFO", "WARNING", "WARNING"]
+
+
+def test_access_lines_escape_what_the_client_sent(server, caplog):
+    import socket
+
+    url = urlsplit(server)
+    with caplog.at_level(logging.INFO, logger="nexus.serving.access"), \
+            socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(b"GET /v1/nope?log=escape-test\x1b[2J\x07 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 404")
+        records = _access_records(caplog, "escape-test", 1)
+    assert len(records) == 1 and "\x1b" not in records[0].getMessage()
+    assert '"GET /v1/nope?log=escape-test\\x1b[2J\\x07 HTTP/1.1" 404' in records[0].getMessage()
+
+
 def test_sigterm_stops_serve_cleanly(tiny_model_dir):
     """``serve`` in the main thread, as ``nexus serve`` runs it; a helper thread sends SIGTERM."""
     out, stop, seen = _Lines(), threading.Event(), {}
@@ -210,10 +259,11 @@ def test_a_taken_port_fails_before_the_model_loads(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_python_m_serve_process_answers_and_exits_on_sigint(tiny_model_dir):
+def test_python_m_serve_process_answers_logs_and_exits_on_sigint(tiny_model_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "nexus.serving", "serve", str(tiny_model_dir),
-                             "--port", "0", "--max-new-tokens", "4"], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--port", "0", "--max-new-tokens", "4", "--threads", "1"], cwd=tmp_path,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
@@ -226,6 +276,11 @@ def test_python_m_serve_process_answers_and_exits_on_sigint(tiny_model_dir):
         assert reply.usage.completion_tokens == 4
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+        stderr = proc.stderr.read()
+        assert "decoding with 1 torch thread" in stderr
+        line = next(x for x in stderr.splitlines() if "nexus.serving.access" in x)
+        assert ACCESS.search(line).group(3, 4, 5) == ("200", str(reply.usage.prompt_tokens), "4"), stderr
+        assert line.split(": ", 1)[1] in (tmp_path / "logs" / "serve.log").read_text(encoding="utf-8")
     finally:
         if proc.poll() is None:
             proc.kill()

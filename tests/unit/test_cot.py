@@ -69,3 +69,25 @@ def test_normalization_compares_numbers_not_strings():
     assert normalize("1,234.0") == normalize("1234") == "1234"
     assert normalize("\\frac{1}{2}") == normalize("0.5") == "1/2"
     assert gsm8k_answer_matches("The final answer is $18.00.", "18")
+
+
+def test_about_half_the_prompts_carry_the_instruction_the_rest_ask_plainly():
+    records = gsm8k_records(200)
+    prompts = [cot.format_gsm8k(r)["prompt"][0]["content"] for r in records]
+    instructed = [p for p in prompts if p.endswith(f"\n\n{cot.INSTRUCTION}")]
+    assert 80 <= len(instructed) <= 120  # INSTRUCTION_SHARE = 0.5 of 200
+    for record, prompt in zip(records, prompts, strict=True):  # otherwise the question as asked
+        assert prompt in (record["question"].strip(), f"{record['question'].strip()}\n\n{cot.INSTRUCTION}")
+    # fixed by the question's text: the same in another call, with other fields or spacing
+    record = records[0]
+    again = cot.format_gsm8k({**record, "question": f"  {record['question']}\n", "id": 7})
+    assert again["prompt"] == cot.format_gsm8k(record)["prompt"]
+    assert [cot.format_gsm8k(r)["prompt"][0]["content"] for r in records] == prompts
+
+
+def test_openthoughts_prompts_follow_the_same_rule():
+    turns = [{"from": "user", "value": "What is 2 + 3?"}, {"from": "assistant", "value": (
+        "<|begin_of_thought|>2 plus 3 is 5.<|end_of_thought|><|begin_of_solution|>\\boxed{5}<|end_of_solution|>")}]
+    prompt = cot.format_openthoughts({"conversations": turns})["prompt"][0]["content"]
+    asked = "What is 2 + 3?"
+    assert prompt == (f"{asked}\n\n{cot.INSTRUCTION}" if cot.carries_instruction(asked) else asked)

@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from nexus.config import ParamsError
+from nexus.config import ParamsError, capability_params
 from nexus.methods import load_params
-from nexus.params_edit import apply_overrides, overrides_from_options
+from nexus.params_edit import apply_overrides, overrides_from_options, select_capabilities
 from tests.project import ROOT
 
 
@@ -46,3 +46,44 @@ def test_invalid_override_leaves_the_file_untouched(tmp_path):
         apply_overrides(path, {"capabilities.cot.nosuch": 1})
     assert path.read_text() == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_selecting_capabilities_parks_the_others_and_brings_them_back_unchanged(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    original = path.read_text()
+    lines = select_capabilities(path, ["tools", "cot"])
+    assert lines == ["parked (out of the DAG, settings kept under parked:): reasoning, thinking, streaming"]
+    params = load_params(path)
+    assert list(params.capabilities) == ["cot", "tools"]
+    assert list(params.parked) == ["reasoning", "thinking", "streaming"]
+    text = path.read_text()
+    assert "\n# One model out of many capabilities" in text.split("parked:")[0]  # headings stay in place
+    assert "max_length: 768" in text.split("parked:")[0]  # the selected entries keep their settings
+    with pytest.raises(ParamsError, match="capability thinking is parked"):
+        capability_params(params, "thinking")
+    assert select_capabilities(path, ["cot", "tools"]) == []  # already so: the file is not rewritten
+    select_capabilities(path, ["cot", "reasoning", "thinking", "tools", "streaming"])
+    assert path.read_text() == original  # settings, comments and order all back
+
+
+def test_a_selected_chain_keeps_what_it_starts_from(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    apply_overrides(path, {"capabilities.reasoning.init_from": "models/capabilities/cot"})
+    select_capabilities(path, ["reasoning"])
+    assert list(load_params(path).capabilities) == ["cot", "reasoning"]
+
+
+def test_an_entry_in_both_sections_or_none_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    select_capabilities(path, ["cot"])
+    path.write_text(path.read_text() + "  cot:\n    method: sft\n    init_from: models/base\n")
+    with pytest.raises(ParamsError, match="parked.cot: also under capabilities"):
+        load_params(path)
+    shutil.copy(ROOT / "params.yaml", path)
+    before = path.read_text()
+    with pytest.raises(ParamsError, match="no entry capabilities.omni"):
+        select_capabilities(path, ["omni"])
+    assert path.read_text() == before

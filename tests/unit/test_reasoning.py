@@ -40,8 +40,7 @@ def test_gsm8k_answer_line_becomes_a_boxed_answer():
     record = gsm8k_records(1)[0]  # Natalia sold clips ... #### 72
     example = reasoning.format_gsm8k(record)
     assert example["reference"] == "72"
-    assert record["question"] in example["prompt"][0]["content"]
-    assert "\\boxed{}" in example["prompt"][0]["content"]
+    assert example["prompt"][0]["content"] == record["question"].strip()  # this one asked plainly
     solution = example["completion"][0]["content"]
     assert solution.endswith("\n\\boxed{72}") and "####" not in solution and "<<" not in solution
 
@@ -115,3 +114,16 @@ def test_same_answer(left, right, same):
 ])
 def test_last_boxed_balances_braces(text, content):
     assert last_boxed(text) == content
+
+
+def test_about_half_the_prompts_name_the_boxed_format_the_rest_ask_plainly():
+    records = gsm8k_records(200)
+    prompts = [reasoning.format_gsm8k(r)["prompt"][0]["content"] for r in records]
+    instructed = [p for p in prompts if p.endswith(f"\n\n{reasoning.INSTRUCTION}")]
+    assert 80 <= len(instructed) <= 120  # INSTRUCTION_SHARE = 0.5 of 200
+    for record, prompt in zip(records, prompts, strict=True):
+        assert prompt in (record["question"].strip(), f"{record['question'].strip()}\n\n{reasoning.INSTRUCTION}")
+    assert [reasoning.format_gsm8k(r)["prompt"][0]["content"] for r in records] == prompts  # deterministic
+    numina = reasoning.format_numina(NUMINA)["prompt"][0]["content"]
+    problem = NUMINA["problem"]
+    assert numina == (f"{problem}\n\n{reasoning.INSTRUCTION}" if reasoning.carries_instruction(problem) else problem)

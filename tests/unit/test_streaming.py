@@ -28,6 +28,7 @@ from nexus.generation.stream import (
     stream_chat,
 )
 from nexus.serving import ChatSession, RequestError, chat_repl, load_chat_model, parse_chat_request
+from nexus.serving.models import decode_threads
 from tests.project import ROOT
 
 SAMPLES = ROOT / "data" / "samples" / "llamafactory" / "data"
@@ -187,6 +188,31 @@ def test_nexus_chat_and_serve_use_the_serving_command_lines(capsys):
     assert "--port must be from 0 to 65535" in capsys.readouterr().err
     assert main(["chat", "no/such/model", "--max-new-tokens", "0"]) == 1
     assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "no/such/model", "--threads", "0"]) == 1
+    assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_decode_threads_leave_a_core_free_and_stop_at_four(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [decode_threads(cores=n) for n in (1, 2, 3, 4, 5, 16, 64)] == [1, 1, 2, 3, 4, 4, 4]
+    assert decode_threads(3, cores=64) == 3 and decode_threads(cores=None) >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's setting beats the rule, --threads beats both
+    assert decode_threads(cores=64) == 2 and decode_threads(1, cores=64) == 1
+    with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
+        decode_threads(0)
+
+
+def test_load_chat_model_sets_the_decoding_threads(tiny_model_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        load_chat_model(tiny_model_dir, device="cpu", threads=2)
+        assert torch.get_num_threads() == 2
+        load_chat_model(tiny_model_dir, device="cpu", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_training_path_never_imports_serving():
