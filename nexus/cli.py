@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; known errors become one ``error:`` line and exit code 1."""
+    from nexus.logs import quiet_known_upstream_noise
+
+    quiet_known_upstream_noise()
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -10,6 +10,36 @@ from nexus.paths import LOGS_DIR
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Upstream messages that say nothing a Nexus user can act on, each silenced where it is raised
+# (its logger or its exact message), never by category or library wholesale:
+# - bitsandbytes' CPU backend, on a CPU with avx512_bf16, tries the optional `kernels` package for a
+#   faster 4-bit kernel and logs a warning when it is absent; its own kernel is used instead.
+# - transformers 5.2x deprecates `is_gradient_checkpointing`, which PEFT's model loading still calls.
+NOISY_LOGGERS = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community"}
+NOISY_WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_known_upstream_noise() -> None:
+    """Silence the upstream messages listed in :data:`NOISY_LOGGERS` and :data:`NOISY_WARNINGS`
+    (call it before the libraries are imported; calling it twice is harmless)."""
+    import warnings
+
+    for name, prefix in NOISY_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropMessage(prefix))
+    for category, message in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
 
 def setup(stage_log: str, level: int = logging.INFO) -> Path:
     """Send ``nexus`` (and transformers/TRL warnings) to ``logs/<stage_log>.log`` and stderr."""

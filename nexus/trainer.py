@@ -120,7 +120,7 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
         "max_length": cap.max_length,
         "use_cpu": profile.device == "cpu",
         "bf16": profile.bf16,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,  # transformers 5.2x's name (gradient_checkpointing is its deprecated alias)
         "report_to": "none",
         "disable_tqdm": not sys.stderr.isatty(),  # a terminal gets the bar, a log step lines (nexus.progress)
         "include_num_input_tokens_seen": "non_padding",
