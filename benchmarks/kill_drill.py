@@ -58,6 +58,9 @@ from tests.project import copy_project, edit_params, env, run, tiny_params  # no
 
 CAP = "cot"
 KINDS = ("start-up", "training", "checkpoint", "rotation")
+# nexus.train_progress's line: every step below 40 steps, every N//20 above (then "step at kill" is
+# the last step reported, a lower bound by at most that interval).
+STEP_LINE = re.compile(r"train \S+: step (\d+)/\d+ ")
 TEMP_NAME = re.compile(r"^(\.checkpoint-\d+\.removing\.tmp|tmp-checkpoint-\d+|\.cot\.[A-Za-z0-9_]+\.tmp)$")
 
 
@@ -71,7 +74,7 @@ class Stage:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self.events: queue.Queue[str] = queue.Queue()
-        self.steps = 0  # loss lines logged by this run
+        self.steps = 0  # steps this run trained, as of its last progress line
         self.resumed: int | None = None
         self.skipped = False  # resumed at max_steps: nothing trained
         threading.Thread(target=self._read, daemon=True).start()
@@ -79,8 +82,8 @@ class Stage:
     def _read(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line)
-            if line.startswith("{'loss'"):
-                self.steps += 1
+            if match := STEP_LINE.search(line):
+                self.steps = int(match.group(1)) - (self.resumed or 0)
                 self.events.put("step")
             elif match := re.search(r"resuming from \S*checkpoint-(\d+)", line):
                 self.resumed = int(match.group(1))

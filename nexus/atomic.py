@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -65,8 +66,19 @@ def atomic_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.rename(final)
 
 
-def write_text_atomic(text: str, out: str | os.PathLike[str]) -> None:
-    """Write ``text`` to ``out`` through a temporary file in the same folder and a rename."""
+def leftover_temps(out: str | os.PathLike[str]) -> list[Path]:
+    """The temporary siblings (``.<name>.<random>.tmp``) that :func:`atomic_dir` and
+    :func:`write_text_atomic` leave beside ``out`` when the process is killed before the rename."""
+    final = Path(out)
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.[A-Za-z0-9_]+\.tmp$")
+    return sorted(p for p in final.parent.iterdir() if not p.is_symlink() and pattern.match(p.name))
+
+
+def write_text_atomic(text: str, out: str | os.PathLike[str], sync: bool = False) -> None:
+    """Write ``text`` to ``out`` through a temporary file in the same folder and a rename; with
+    ``sync`` the bytes reach the disk (fsync) before the rename."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
@@ -74,6 +86,9 @@ def write_text_atomic(text: str, out: str | os.PathLike[str]) -> None:
         as_created(Path(tmp), False)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -26,7 +26,7 @@ more), then deleting it; :func:`remove_orphans` clears what a kill leaves of suc
 Trainer's ``tmp-checkpoint-N`` folders and of :func:`nexus.atomic.atomic_dir`'s
 ``.<name>.*.tmp`` folders beside the final output.
 
-No torch import here: this module is pure standard library.
+No torch import here: the standard library and nexus.atomic only.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from nexus.atomic import leftover_temps, write_text_atomic
 
 __all__ = [
     "HASH_LIMIT_BYTES",
@@ -75,7 +76,6 @@ WEIGHT_FILES = (  # one of these (or a sharded index) is what Trainer._load_from
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _REMOVING_RE = re.compile(r"^\.checkpoint-\d+\.removing\.tmp$")  # discard_checkpoint's rename
 _TRAINER_TMP_RE = re.compile(r"^tmp-checkpoint-\d+$")  # the Trainer's staging folder (older releases)
-_MARKER_TMP_RE = re.compile(rf"^\.{re.escape(SCHEDULE_FILE)}\.[A-Za-z0-9_]+\.tmp$")
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,9 @@ def checkpoint_manifest(checkpoint_dir: str | os.PathLike[str]) -> dict[str, dic
     """
     folder = Path(checkpoint_dir)
     files: dict[str, dict[str, Any]] = {}
+    marker_temps = set(leftover_temps(folder / SCHEDULE_FILE))  # a marker write killed mid-way
     for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.is_symlink() or path.name == SCHEDULE_FILE or _MARKER_TMP_RE.match(path.name):
+        if not path.is_file() or path.is_symlink() or path.name == SCHEDULE_FILE or path in marker_temps:
             continue
         size = path.stat().st_size
         entry: dict[str, Any] = {"size": size}
@@ -184,22 +185,8 @@ def write_schedule_marker(
     if missing:
         raise IncompleteCheckpointError(f"{folder}: no {' and no '.join(missing)}; not marked complete")
     record = {"step": int(step), "schedule": normalize_schedule(schedule), "files": files}
-    _write_text_synced(folder / SCHEDULE_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(json.dumps(record, indent=2, sort_keys=True) + "\n", folder / SCHEDULE_FILE, sync=True)
     return folder / SCHEDULE_FILE
-
-
-def _write_text_synced(target: Path, text: str) -> None:
-    """Write ``text`` to ``target`` through a synced temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_schedule_marker(checkpoint_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -434,12 +421,9 @@ def remove_orphans(
             if child.is_dir() and (_REMOVING_RE.match(child.name) or _TRAINER_TMP_RE.match(child.name)):
                 found.append(child)
         for _, folder in list_checkpoints(root):
-            found += [f for f in folder.iterdir() if f.is_file() and _MARKER_TMP_RE.match(f.name)]
+            found += [f for f in leftover_temps(folder / SCHEDULE_FILE) if f.is_file()]
     if output is not None:
-        out = Path(output)
-        pattern = re.compile(rf"^\.{re.escape(out.name)}\.[A-Za-z0-9_]+\.tmp$")
-        if out.parent.is_dir():
-            found += [c for c in out.parent.iterdir() if c.is_dir() and not c.is_symlink() and pattern.match(c.name)]
+        found += [c for c in leftover_temps(output) if c.is_dir()]
     for path in found:
         log.warning("Removing %s, left by a run that was killed", path)
         if path.is_dir():
