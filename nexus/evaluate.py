@@ -15,7 +15,9 @@ from typing import Any
 from nexus import capabilities, methods, paths, results
 from nexus.atomic import write_json_atomic, write_text_atomic
 from nexus.config import CapabilityParams, Params
+from nexus.examples import MEDIA_KEYS
 from nexus.generation.batch import generate_examples
+from nexus.media_training import eval_model, is_media
 from nexus.prepare import split_for
 from nexus.progress import ItemsDone
 
@@ -24,20 +26,27 @@ log = logging.getLogger(__name__)
 
 def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[capabilities.Example],
                    cap: CapabilityParams, label: str = "") -> tuple[dict[str, float], list[str]]:
-    """Generate for ``examples`` with a loaded model and average the capability's scores; items
+    """Generate for ``examples`` with a loaded model and average each of the capability's scores over
+    the examples that report it (a modality's accuracy over that modality's examples); items
     done are logged as ``eval <capability> <label>: n/N done ...`` (:class:`nexus.progress.ItemsDone`)."""
     module = capabilities.load(capability)
-    if hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming)
+    progress = ItemsDone(" ".join(filter(None, ("eval", capability, label))), len(examples))
+    if is_media(capability):  # tokenizer: the composite's processor
+        from nexus.multimodal.generate import generate_media
+
+        generated = generate_media(model, tokenizer, examples, cap.max_new_tokens, progress=progress)
+    elif hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming)
         generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
                                     **_generate_options(module.generate, cap))
     else:
-        generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens, progress=ItemsDone(
-            " ".join(filter(None, ("eval", capability, label))), len(examples)))
+        generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens, progress=progress)
     totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for text, example in zip(generated, examples, strict=True):
-        for key, value in module.score(text, example).items():
+        for key, value in module.score(text, example).items():  # a key only where it applies (audio_accuracy)
             totals[key] = totals.get(key, 0.0) + value
-    return {k: round(v / max(len(examples), 1), 4) for k, v in totals.items()}, generated
+            counts[key] = counts.get(key, 0) + 1
+    return {k: round(v / counts[k], 4) for k, v in totals.items()}, generated
 
 
 def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
@@ -50,13 +59,17 @@ def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
 
 def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
                 cap: CapabilityParams, refusal_prompts: list[dict[str, Any]] | None = None,
-                label: str = "") -> tuple[dict[str, float], list[str]]:
+                label: str = "", seed: int = 0) -> tuple[dict[str, float], list[str]]:
     """Load ``model_path`` (base folder, GGUF or adapter folder) once and score it on ``examples``;
     with ``refusal_prompts`` (safety methods) also its refusal and false-refusal rates. ``label``
-    names the model in the progress lines (``base``, ``trained``)."""
+    names the model in the progress lines (``base``, ``trained``). A multimodal capability loads a
+    composite, or builds the untrained one from a text model (``seed``: its projectors)."""
     from nexus.loading import load_model, load_tokenizer
 
-    model, tokenizer = load_model(model_path), load_tokenizer(model_path)
+    if is_media(capability):
+        model, tokenizer = eval_model(model_path, cap, seed)
+    else:
+        model, tokenizer = load_model(model_path), load_tokenizer(model_path)
     log.info("eval %s %s: %s loaded; generating for %d held-out examples", capability, label, model_path,
              len(examples))
     scores, generated = score_examples(model, tokenizer, capability, examples, cap, label)
@@ -93,8 +106,11 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     cap = split.settings
     started = time.perf_counter()
     held = held_out_refusal_prompts(params, cap, capability, organized_dir)
-    base_scores, base_out = score_model(params.base.model, capability, split.eval, cap, held, "base")
-    trained_scores, trained_out = score_model(model_dir, capability, split.eval, cap, held, "trained")
+    # a multimodal capability's baseline is its start: the untrained composite (omni) or omni's output
+    baseline = cap.init_from if is_media(capability) else params.base.model
+    seed = params.base.seed
+    base_scores, base_out = score_model(baseline, capability, split.eval, cap, held, "base", seed)
+    trained_scores, trained_out = score_model(model_dir, capability, split.eval, cap, held, "trained", seed)
     metrics: dict[str, Any] = {"base": base_scores, "trained": trained_scores, "n": len(split.eval)}
     if held is not None:
         metrics["n_safety"] = len(held)
@@ -102,8 +118,8 @@ def run_eval(capability: str, params: Params, model_dir: str | Path,
     report.mkdir(parents=True, exist_ok=True)
     write_json_atomic(metrics, report / "metrics.json")
     rows = [json.dumps({"prompt": e["prompt"][-1]["content"], "reference": e["reference"],
-                        "base": b, "trained": t}) for e, b, t in zip(split.eval, base_out, trained_out,
-                                                                    strict=True)]
+                        **{k: e[k] for k in MEDIA_KEYS if e.get(k)}, "base": b, "trained": t})
+            for e, b, t in zip(split.eval, base_out, trained_out, strict=True)]
     write_text_atomic("\n".join(rows) + "\n", report / "predictions.jsonl")
     metric = capabilities.load(capability).METRIC
     results.append_row("eval", {

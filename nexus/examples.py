@@ -137,10 +137,7 @@ def load_examples(
             f"{manifest}: no usable record for '{capability}' (dropped: {dict(dropped) or 'none'})"
         )
     examples = _drop_duplicates(examples, dropped)  # a twin in both splits would leak the answer
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    held = [examples[i] for i in order[:eval_size]]
-    train = [examples[i] for i in order[eval_size:]]
+    held, train = split_held_out(module, examples, eval_size, seed)
     if sample_size:
         train = train[:sample_size]
     digest.update(f"eval={eval_size};sample={sample_size};seed={seed}".encode())
@@ -152,6 +149,24 @@ def load_examples(
         fingerprint=digest.hexdigest()[:16],
         files=[e["path"] for e in entries],
     )
+
+
+def split_held_out(module: Any, examples: list[capabilities.Example], eval_size: int,
+                   seed: int) -> tuple[list[capabilities.Example], list[capabilities.Example]]:
+    """``(held, train)``: a seeded shuffle, the first ``eval_size`` examples held out.
+
+    A capability module may fix some examples' side with ``held_out(example) -> bool | None``
+    (e.g. every recording of one speaker held out, so the eval measures an unseen voice): True is
+    always held out (on top of ``eval_size``), False always trained on, None follows the shuffle.
+    """
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    side = getattr(module, "held_out", lambda example: None)
+    fixed = {i: side(examples[i]) for i in order}
+    free = [i for i in order if fixed[i] is None]
+    held = [i for i in order if fixed[i] is True] + free[:eval_size]
+    chosen = set(held)
+    return [examples[i] for i in sorted(held, key=order.index)], [examples[i] for i in order if i not in chosen]
 
 
 def _size(path: str | os.PathLike[str]) -> int:
@@ -204,7 +219,22 @@ def _formatted(module: Any, entries: list[dict[str, Any]], capability: str,
             if reason:
                 dropped[reason] += 1  # the reason the organizer reported for it (nexus.record_checks)
             else:
-                yield example
+                yield with_media_paths(example, source.parent)
+
+
+MEDIA_KEYS = ("images", "audios", "videos")
+"""Example keys listing media; a record's paths are relative to its file's folder."""
+
+
+def with_media_paths(example: capabilities.Example, folder: Path) -> capabilities.Example:
+    """``example`` with each media path of :data:`MEDIA_KEYS` joined to ``folder`` (the record
+    file's folder, as the organizer checked it), so a path is relative to the project root like the
+    file's own; URLs (``data:``, ``http(s)://``) stay as they are."""
+    if not any(example.get(key) for key in MEDIA_KEYS):
+        return example
+    joined = {key: [ref if "://" in ref or ref.startswith("data:") else str(folder / ref) for ref in example[key]]
+              for key in MEDIA_KEYS if example.get(key)}
+    return {**example, **joined}
 
 
 def stream_key(example: capabilities.Example, seed: int) -> int:

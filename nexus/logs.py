@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -29,8 +30,9 @@ class _DropMessage(logging.Filter):
 
 
 def quiet_known_upstream_noise() -> None:
-    """Silence the upstream messages listed in :data:`NOISY_LOGGERS` and :data:`NOISY_WARNINGS`
-    (call it before the libraries are imported; calling it twice is harmless)."""
+    """Silence the upstream messages listed in :data:`NOISY_LOGGERS` and :data:`NOISY_WARNINGS`,
+    and off a terminal the libraries' progress bars (Nexus logs step and item lines instead); call
+    it before the libraries are imported; calling it twice is harmless."""
     import warnings
 
     for name, prefix in NOISY_LOGGERS.items():
@@ -39,6 +41,9 @@ def quiet_known_upstream_noise() -> None:
             logger.addFilter(_DropMessage(prefix))
     for category, message in NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    if not sys.stderr.isatty():  # a log file, not a terminal: progress bars would write \r-redrawn lines
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # datasets' map/filter bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading/saving bars
 
 
 def setup(stage_log: str, level: int = logging.INFO) -> Path:

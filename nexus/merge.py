@@ -51,6 +51,21 @@ def merged_capabilities(params: Any, models_dir: Path) -> list[str]:
             and (models_dir / name / "adapter_config.json").is_file()]
 
 
+def write_nothing_merged(out_dir: str | Path, selected: list[str]) -> Path:
+    """``out_dir`` holding only a merge card and a README saying nothing was merged (no capability
+    under ``capabilities:`` has a LoRA adapter on the base: multimodal composites, full models), so
+    the DAG's ``models/merged`` exists and the scorecard has no merged row."""
+    from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
+
+    why = (f"no LoRA adapter on the base among {', '.join(selected) or 'the selected capabilities'}: "
+           f"merge combines text capabilities' adapters (multimodal outputs are whole composites)")
+    with atomic_dir(Path(out_dir)) as tmp:
+        write_json_atomic({"capabilities": [], "note": why}, tmp / "merge_card.json")
+        write_text_atomic(f"# Nothing merged\n\n{why}.\n", tmp / "README.md")
+    log.info("merge: nothing to merge (%s)", why)
+    return Path(out_dir)
+
+
 def adapter_dirs(capabilities: list[str], models_dir: Path) -> dict[str, Path]:
     """The adapter folder of each capability, checked to be a LoRA adapter.
 

@@ -55,6 +55,7 @@ MODEL_TYPES: dict[str, frozenset[str]] = {
     **{t: frozenset({"audio_in"}) for t in ("wav2vec2", "hubert", "wavlm", "whisper_encoder")},
     "whisper": frozenset({"audio_in", "text"}),
     "qwen2_audio": frozenset({"audio_in", "text"}),
+    "nexus_omni": frozenset({"text"}),  # nexus.multimodal's composite: its sub-configs and token ids say the rest
     "qwen2_5_omni": _ALL,
     "qwen3_omni_moe": _ALL,
     **{t: frozenset({"text", "audio_out"}) for t in ("speecht5", "bark", "musicgen", "csm")},
@@ -84,10 +85,13 @@ _KEY_SIGNALS = (
 )
 
 REMEDIES: dict[str, str] = {
-    "audio_in": "run the omni capability first (make train CAPS=omni) or point base.model at an omni model",
-    "audio_out": "run the omni capability first (make train CAPS=omni) or point base.model at an omni model",
-    "vision": "point base.model at a vision-language model (e.g. a Llava, Qwen2-VL or SmolVLM folder)",
-    "video": "point base.model at a video-capable model (e.g. a Qwen2-VL or LLaVA-OneVision folder)",
+    "audio_in": "run the omni capability first (make train CAPS=omni,<capability>), which joins an audio "
+                "encoder to the text model, or point base.model at a model that hears",
+    "audio_out": "point base.model at a model with a speech decoder (the podcast issue adds one)",
+    "vision": "run the omni capability first (make train CAPS=omni,<capability>), which joins a vision "
+              "encoder to the text model, or point base.model at a vision-language model (a Llava folder)",
+    "video": "run the omni capability first (make train CAPS=omni,<capability>), or point base.model at a "
+             "video-capable model (e.g. a Qwen2-VL or LLaVA-OneVision folder)",
     "text": "point base.model at a causal language model folder or a .gguf file",
 }
 
@@ -385,7 +389,9 @@ def missing_message(report: dict[str, Any], required: tuple[str, ...] | list[str
         return None
     who = f"capability '{capability}' needs {', '.join(required)}: " if capability else ""
     model = report.get("path") or "the model"
-    remedies = list(dict.fromkeys(REMEDIES.get(m, "use a model that has it") for m in missing))
+    caps = f"omni,{capability.replace('_', '-')}" if capability and capability != "omni" else "omni"
+    remedies = list(dict.fromkeys(REMEDIES.get(m, "use a model that has it").replace("omni,<capability>", caps)
+                                  for m in missing))
     return f"{who}model {model} has no {', '.join(missing)}; {'; or '.join(remedies)}"
 
 

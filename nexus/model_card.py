@@ -98,6 +98,35 @@ def load_snippet(folder: str | Path, adapter: bool, question: str) -> str:
     ])
 
 
+def media_snippet(folder: str | Path, output: str) -> str:
+    """How to load a multimodal output: a LLaVA folder with plain transformers (an image question),
+    a Nexus composite through Nexus's loader."""
+    path = json.dumps(str(folder))
+    if output == "llava":
+        body = [
+            "from PIL import Image",
+            "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            f"model = AutoModelForImageTextToText.from_pretrained({path})",
+            f"processor = AutoProcessor.from_pretrained({path})",
+            "messages = [{\"role\": \"user\", \"content\": \"<image>What number is written in this image?\"}]",
+            "prompt = processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)",
+            "image = Image.open(\"digit.png\").convert(\"RGB\")",
+            "inputs = processor(images=[image], text=prompt, return_tensors=\"pt\")",
+            "out = model.generate(**inputs, max_new_tokens=16, do_sample=False)",
+            "print(processor.tokenizer.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
+        ]
+    else:
+        body = [
+            "from nexus.multimodal.compose import load_omni  # registers the composite with transformers",
+            "from nexus.multimodal.generate import generate_media",
+            f"model, processor = load_omni({path})",
+            "example = {\"prompt\": [{\"role\": \"user\", \"content\": \"<audio>Which digit is spoken?\"}],"
+            " \"audios\": [\"clip.wav\"]}",
+            "print(generate_media(model, processor, [example], max_new_tokens=16)[0])",
+        ]
+    return "\n".join(["```python", *body, "```"])
+
+
 def _base_line(base: str, base_path: str) -> str:
     where = f" (as params.yaml names it; at save time `{base_path}`)" if base_path != base else ""
     return f"- base model: `{base}`{where}"
@@ -130,7 +159,12 @@ def capability_card(run_card: dict[str, Any], folder: str | Path, data_files: li
     tags = ["nexus", cap, method, adapter, "peft" if is_adapter else "transformers"]
     counts = {"kept": kept, "dropped": run_card.get("dropped", {}), "train_examples": run_card.get("train_examples"),
               "eval_examples": run_card.get("eval_examples")}
-    form = ("a PEFT adapter" if is_adapter else "a full model (the adapter merged into its start model)")
+    output = run_card.get("output", "")  # llava / nexus_omni for the multimodal capabilities
+    form = ("a PEFT adapter" if is_adapter else {
+        "llava": "a transformers LLaVA (vision encoder, projector, language model; any LoRA merged)",
+        "nexus_omni": "a Nexus composite (vision and audio encoders, projectors, language model; any LoRA merged)",
+    }.get(output, "a full model (the adapter merged into its start model)"))
+    snippet = media_snippet(folder, output) if output else load_snippet(folder, is_adapter, question)
     return "\n".join([
         _front_matter(base_path, "peft" if is_adapter else "transformers", base_license(base_path), tags),
         f"# {cap}: {method} on `{base}`", "",
@@ -151,7 +185,7 @@ def capability_card(run_card: dict[str, Any], folder: str | Path, data_files: li
         "the `report` stage gathers every model in `reports/scorecard/`.", "",
         "## Load it", "",
         f"The question below is a held-out one, asked as training asked it (`data/prepared/{cap}/eval.jsonl`); "
-        "no added instruction is needed.", "", load_snippet(folder, is_adapter, question), "",
+        "no added instruction is needed.", "", snippet, "",
     ])
 
 

@@ -154,6 +154,15 @@ def safety_label(path: Path) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def folder_capability(path: Path) -> str | None:
+    """The capability the nearest enclosing folder is named after (``data/raw/vision-qa/x.json``:
+    ``vision_qa``), or None."""
+    for part in reversed(path.parent.parts):
+        if part.lower().replace("-", "_") in CAPABILITIES:
+            return part.lower().replace("-", "_")
+    return None
+
+
 def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
     """Capabilities that get a method-data file (preference, KTO, text, safety prompts), and why.
 
@@ -162,10 +171,9 @@ def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
     chat or instructions, plain text and labelled safety prompts to every text capability.
     """
     methods = METHOD_KINDS[kind]
-    for part in reversed(path.parent.parts):
-        if part.lower().replace("-", "_") in CAPABILITIES:
-            name = part.lower().replace("-", "_")
-            return [name], f"for {methods} of capability {name} (its folder is named after it)"
+    name = folder_capability(path)
+    if name is not None:
+        return [name], f"for {methods} of capability {name} (its folder is named after it)"
     if kind in ("preference", "unpaired_preference"):
         caps = capabilities_for_kinds({"chat", "instruction"})
         return caps, f"for {methods} of the general-chat capabilities (put it under a folder named " \
@@ -237,6 +245,10 @@ def classify_file(path: Path, head_records: int = 5,
         entry.capabilities = capabilities_for_format(detection.format)
         entry.why = detection.why if entry.capabilities else (
             f"{unrouted_reason(detection.kind)}; detected as {detection.format}: {detection.why}")
+        named = folder_capability(path)
+        if named in entry.capabilities and len(entry.capabilities) > 1:  # the folder picks one of several
+            entry.capabilities = [named]
+            entry.why += f"; for {named} only (its folder is named after it)"
     entry.status = "placed" if entry.capabilities else "unplaced"
     return entry
 
@@ -379,7 +391,8 @@ def organize(
         )
     catalog.models = modality.sort_models(model_dirs, catalog.notes)
     for name, files in catalog.by_capability().items():
-        if CAPABILITIES[name].implemented and preference_source(files) == PAIRS_BUILT:
+        text = CAPABILITIES[name].group == "text"  # multimodal capabilities train with sft only
+        if text and CAPABILITIES[name].implemented and preference_source(files) == PAIRS_BUILT:
             catalog.notes.append(f"{name}: no preference file; dpo/orpo/kto pairs are {PAIRS_BUILT}")
 
     relocations = _plan_relocations(catalog, out, Path(raw_dir), move)

@@ -67,6 +67,7 @@ def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
 
     active, parked = data.get("capabilities") or CommentedMap(), data.get("parked") or CommentedMap()
     entries = {**parked, **active}
+    rewired = start_from_omni(entries, selected, str((data.get("base") or {}).get("model", "")), path)
     wanted = with_prerequisites(selected, {n: str((e or {}).get("init_from", "")) for n, e in entries.items()})
     missing = [name for name in wanted if name not in entries]
     if missing:
@@ -74,8 +75,9 @@ def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
                           f"(copy capabilities.cot and adjust it)")
     back = [name for name in wanted if name in parked]
     out = [name for name in list(active) if name not in wanted]
+    notes = [f"{name} starts from {OMNI_OUTPUT} (omni's composite)" for name in rewired]
     if not back and not out:
-        return []
+        return notes
     heading = _take_tail_comment(active)  # the next section's heading rides on the last entry
     for name in back:
         active[name] = parked.pop(name)
@@ -91,7 +93,50 @@ def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
     elif not parked and "parked" in data:
         _drop_parked(data)
     return ([f"parked (out of the DAG, settings kept under parked:): {', '.join(out)}"] if out else []) + \
-        ([f"back under capabilities: {', '.join(back)}"] if back else [])
+        ([f"back under capabilities: {', '.join(back)}"] if back else []) + notes
+
+
+OMNI_OUTPUT = "models/capabilities/omni"
+
+
+def base_modalities(base_model: str) -> dict[str, Any]:
+    """What ``base_model`` takes in (:func:`nexus.modality.detect_modalities`); a base not made yet
+    (``models/base``, which the base_model stage converts from the embedded SmolLM2) counts as text."""
+    from nexus.modality import detect_modalities
+
+    if not Path(base_model).exists():
+        return {"text": True, "path": f"{base_model} (the embedded SmolLM2, a text model)"}
+    return detect_modalities(base_model)
+
+
+def start_from_omni(entries: dict[str, Any], selected: list[str], base_model: str, path: Path) -> list[str]:
+    """For a selected capability that needs a modality the base lacks (vision_qa on a text model):
+    start it from omni's composite when omni is selected too (its ``init_from`` is rewritten), else
+    fail naming omni, before anything runs.
+
+    Returns:
+        The capabilities whose ``init_from`` now points at omni's output.
+
+    Raises:
+        ParamsError: the capability cannot start from the base and omni is not selected.
+    """
+    from nexus.modality import missing_message
+
+    needy = [n for n in selected if n != "omni" and n in CAPABILITIES and set(CAPABILITIES[n].modalities) - {"text"}
+             and str((entries.get(n) or {}).get("init_from", "")) == base_model]
+    if not needy:
+        return []
+    report = base_modalities(base_model)
+    rewired = []
+    for name in needy:
+        message = missing_message(report, CAPABILITIES[name].modalities, name)
+        if message is None:
+            continue
+        if "omni" not in selected:
+            raise ParamsError(f"{path}: {message}")
+        entries[name]["init_from"] = OMNI_OUTPUT
+        rewired.append(name)
+    return rewired
 
 
 def _drop_parked(data: Any) -> None:

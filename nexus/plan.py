@@ -195,6 +195,9 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             "learning_rate": cap.learning_rate, "batch_size": cap.batch_size,
             "eval_size": cap.eval_size, "data": _data_summary(name, resolve(cap.method)),
             "output": str(paths.output_dir(name)), "needs": registry.CAPABILITIES[name].modalities,
+            # make train CAPS=omni,<cap> starts a capability that needs more than text from omni's composite
+            "via_omni": name != "omni" and "omni" in selected and cap.init_from == params.base.model
+            and bool(set(registry.CAPABILITIES[name].modalities) - {"text"}),
         })
     any_quick = quick or any((params.capabilities.get(n) or params.parked[n]).quick for n in selected)
     mode = (f"quick: {QUICK_STEPS} steps, batch 1, at most 5 eval records" if any_quick
@@ -222,12 +225,15 @@ def format_plan(plan: Plan) -> str:
         "  training queue:",
     ]
     for i, item in enumerate(plan.queue, 1):
-        missing = [m for m in item["needs"] if have and m not in have]
+        missing = [] if item["via_omni"] else [m for m in item["needs"] if have and m not in have]
+        remedy = f" (run omni first: make train CAPS=omni,{item['name'].replace('_', '-')})" \
+            if set(missing) - {"text"} else ""
         lines.append(
             f"    {i}. {item['name']:<10} {item['method']}/{item['adapter']}, {item['steps']} steps, "
             f"lr {item['learning_rate']:g}, batch {item['batch_size']}, eval {item['eval_size']} "
             f"-> {item['output']}; data: {item['data']}"
-            + (f"; MISSING modalities {', '.join(missing)}" if missing else "")
+            + ("; starts from omni's composite (models/capabilities/omni)" if item["via_omni"] else "")
+            + (f"; MISSING modalities {', '.join(missing)}{remedy}" if missing else "")
         )
     for name, why in plan.skipped:
         lines.append(f"    -  {name:<10} skipped: not implemented yet ({why})")

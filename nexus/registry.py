@@ -64,9 +64,9 @@ CAPABILITIES: dict[str, Capability] = {
             ("text",), "text", implemented=True,
         ),
         Capability(
-            "omni", "convert a text model into an omni (audio in/out) model",
-            ("text", "audio_in"), "multimodal",
-            missing="audio encoder/decoder wiring (multimodal issue)",
+            "omni", "convert a text model into one that sees and hears: vision and audio encoders "
+            "joined to it through trained projectors",
+            ("text",), "multimodal", implemented=True,
         ),
         Capability(
             "podcast", "multi-speaker podcast script and audio generation",
@@ -75,13 +75,11 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "vision_qa", "answer questions about images",
-            ("text", "vision"), "multimodal",
-            missing="vision encoder + projector training (multimodal issue)",
+            ("text", "vision"), "multimodal", implemented=True,
         ),
         Capability(
             "video_understanding", "answer questions about video clips",
-            ("text", "vision", "video"), "multimodal",
-            missing="video frame sampling and encoder wiring (multimodal issue)",
+            ("text", "vision", "video"), "multimodal", implemented=True,
         ),
         Capability(
             "tri_streaming", "real-time text, audio and video streaming",

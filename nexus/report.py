@@ -24,6 +24,7 @@ from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from nexus.config import Params
 from nexus.evaluate import score_examples
 from nexus.loading import load_model, load_tokenizer
+from nexus.media_training import is_media
 from nexus.prepare import PreparedSplit, read_split
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,11 @@ def build_scorecard(params: Params, prepared_dir: Path, eval_dir: Path, merged_d
         details["base"][name] = evaluated["base"]
         details[name] = {name: evaluated["trained"]}
         models[name] = str(models_dir / name)
-    if unscored:
+    text = {name: split for name, split in splits.items() if not is_media(name)}  # what a text model can take
+    if unscored := {name: split for name, split in unscored.items() if name in text}:
         details["base"].update(_score(Path(params.base.model), unscored))
-    if (merged_dir / "config.json").is_file():
-        details["merged"] = _score(merged_dir, splits)
+    if (merged_dir / "config.json").is_file() and text:
+        details["merged"] = _score(merged_dir, text)
         models["merged"] = str(merged_dir)
     metric_names = {name: capabilities.load(name).METRIC for name in splits}
     table = {label: {cap: scores.get(metric_names[cap], 0.0) for cap, scores in row.items()}

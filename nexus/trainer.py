@@ -19,8 +19,6 @@ without Triton scores every position and recomputes LM-head tiles in backward.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -30,8 +28,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-from transformers import TrainerCallback
 
 from nexus import methods, paths, registry, results
 from nexus.atomic import write_text_atomic
@@ -45,7 +41,17 @@ from nexus.checkpoints import (
 from nexus.config import CapabilityParams, Params
 from nexus.controller import TrainingController
 from nexus.device import DeviceProfile
+from nexus.live_metrics import LiveAtGlobalStep, live_logger
 from nexus.loading import load_model, load_tokenizer, long_context_overrides
+from nexus.media_training import (
+    LLAVA_OUTPUTS,
+    MediaRunError,
+    apply_parts,
+    build_trainer,
+    check_settings,
+    is_media,
+    save_output,
+)
 from nexus.methods import TrainContext
 from nexus.methods.rewards import reward_of
 from nexus.methods.rows import MethodRows, check_method_data, prepare_rows
@@ -63,13 +69,20 @@ class CapabilityUnavailableError(ValueError):
     """The chosen capability or method cannot run with this model or this build of Nexus."""
 
 
-def check_modalities(capability: str, modality_file: str | Path) -> None:
-    """Stop with a message saying what to run when the model lacks a required modality.
+def check_modalities(capability: str, modality_file: str | Path, start: str | Path | None = None) -> None:
+    """Stop with a message saying what to run when the model lacks a required modality: the base
+    (the detect stage's ``modality_file``), or ``start`` when a run starts from another model
+    (a capability's output, e.g. omni's composite).
 
     Raises:
         CapabilityUnavailableError: a required modality is missing.
     """
-    report = json.loads(Path(modality_file).read_text(encoding="utf-8"))
+    if start is not None and Path(start).is_dir():
+        from nexus.modality import detect_modalities
+
+        report = detect_modalities(start)
+    else:
+        report = json.loads(Path(modality_file).read_text(encoding="utf-8"))
     message = missing_message(report, registry.CAPABILITIES[capability].modalities, capability)
     if message:
         raise CapabilityUnavailableError(message)
@@ -97,6 +110,8 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
     """What defines a run's schedule; a resume refuses when any of it changed."""
     keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
+    if is_media(split.capability):
+        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "train_parts")
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
             "base_model": params.base.model, "data": split.fingerprint}
 
@@ -214,54 +229,6 @@ def run_loss(log_history: list[dict[str, Any]]) -> float:
     return total / steps if steps else float("nan")
 
 
-class LiveAtGlobalStep(TrainerCallback):
-    """Sets dvclive's step to the Trainer's global step before each log (put it before
-    ``DVCLiveCallback``, which only counts log calls): a resumed run's curve continues on the same
-    axis instead of appending the replayed steps after the old ones."""
-
-    def __init__(self, live: Any) -> None:
-        self.live = live
-
-    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.live.step = state.global_step
-
-
-def trim_metric_history(plots_dir: str | Path, last_step: int) -> int:
-    """Drop the rows after ``last_step`` (and rows cut by a kill) from every dvclive ``*.tsv``
-    under ``plots_dir``, so that the steps a resumed run replays are not there twice.
-
-    Returns:
-        How many rows were dropped.
-    """
-    dropped = 0
-    root = Path(plots_dir)
-    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8")), delimiter="\t"))
-        if not rows or "step" not in rows[0]:
-            continue
-        col = rows[0].index("step")
-        kept = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[col].isdigit()
-                            and int(r[col]) <= last_step]
-        if len(kept) != len(rows):
-            dropped += len(rows) - len(kept)
-            out = io.StringIO()
-            csv.writer(out, delimiter="\t", lineterminator=os.linesep).writerows(kept)
-            write_text_atomic(out.getvalue(), path)
-    return dropped
-
-
-def live_logger(report: str | Path, resume: Path | None) -> Any:
-    """The run's ``dvclive.Live`` in ``report``; on resume its history is first cut back to the
-    checkpoint's step (:func:`trim_metric_history`). Attach it with :class:`LiveAtGlobalStep`."""
-    from dvclive import Live
-
-    if resume is not None:
-        step = checkpoint_progress(resume)[0]
-        if dropped := trim_metric_history(Path(report) / "plots" / "metrics", step):
-            log.info("dvclive: dropped %d rows after step %d (the steps this run trains again)", dropped, step)
-    return Live(dir=str(report), dvcyaml=None, save_dvc_exp=False, resume=resume is not None)
-
-
 def _summary(run: _Run, trainer: Any, elapsed: float, params: Params) -> dict[str, Any]:
     """The run's figures: steps, losses, examples, throughput (the run card and results row)."""
     method, cap, rows = run.method, run.cap, run.rows
@@ -317,13 +284,16 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
     # A chained or long-context LoRA is saved merged into its start model: one full model whose
     # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
     chained = cap.init_from != params.base.model  # starts from another capability's output
-    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora"
-    is_adapter = cap.adapter != "full" and not merge_into_start
+    media = is_media(run.capability)  # a composite: always saved whole (nexus.media_training)
+    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora" and not media
+    is_adapter = cap.adapter not in ("full", "none") and not merge_into_start and not media
     card = {**summary, "base_model_path": resolvable_base(params.base.model), "is_adapter": is_adapter,
             "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
             "dropped": run.split.dropped, "data_files": run.split.stats.get("files", []),
             "method_data": {"source": rows.source, "rows": len(rows.rows)},
-            "library": run.method.library, "versions": _library_versions()}
+            "library": "transformers.Trainer" if media else run.method.library, "versions": _library_versions()}
+    if media:
+        card["output"] = "llava" if run.capability in LLAVA_OUTPUTS else "nexus_omni"
     if rows.held_out:  # safety prompts the eval stage scores (never trained on)
         card["held_out_prompts"] = rows.held_out
     final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
@@ -331,8 +301,11 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
     readme = capability_card(card, out.resolve(), data_file_counts(run.capability, card["data_files"]),
                              run.split.stats.get("kept", "?"), example_question(run.split.eval))
     with atomic_dir(out) as tmp:
-        final.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        if media:
+            save_output(run.capability, trainer.model, tokenizer, tmp)  # tokenizer: the composite's processor
+        else:
+            final.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         if (tmp / "adapter_config.json").is_file():
             point_adapter_at_base(tmp / "adapter_config.json", cap.init_from)
         write_json_atomic(card, tmp / "run_card.json")
@@ -347,7 +320,12 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
     split = split_for(capability, params, prepared_dir, organized_dir, tokenizer)
     cap = split.settings
     method = _resolve_method(capability, cap)
-    check_modalities(capability, modality_file)
+    check_modalities(capability, modality_file, cap.init_from if cap.init_from != params.base.model else None)
+    if is_media(capability):
+        try:
+            check_settings(capability, cap)
+        except MediaRunError as error:
+            raise CapabilityUnavailableError(str(error)) from error
     found = check_method_data(method, capability, organized_dir)  # fails before any model loads
     _log_split(split)
     schedule = schedule_of(cap, params, split)
@@ -435,20 +413,31 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
     run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer, out_dir)
     cap = run.cap
     torch.manual_seed(params.base.seed)
-    start_model = load_start_model(cap, run.profile)
-    run.rows = prepare_rows(run.method, run.rows, capability, cap, start_model, tokenizer, run.split.train,
-                            params.base.seed)
-    model = apply_adapter(start_model, cap)
+    media = is_media(capability)
+    if media:  # a composite and its processor (nexus.media_training); no method rows
+        from nexus.media_training import start_model as start_composite
+
+        start_model, tokenizer = start_composite(cap, params.base.seed, run.profile.device)
+        model = apply_parts(start_model, cap)
+    else:
+        start_model = load_start_model(cap, run.profile)
+        run.rows = prepare_rows(run.method, run.rows, capability, cap, start_model, tokenizer, run.split.train,
+                                params.base.seed)
+        model = apply_adapter(start_model, cap)
     log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
-             run.method.name, run.method.library, cap.adapter, cap.init_from, run.profile.device,
-             run.profile.bf16, run.profile.model_loss)
+             run.method.name, "transformers.Trainer" if media else run.method.library, cap.adapter,
+             cap.init_from, run.profile.device, run.profile.bf16, run.profile.model_loss)
     live = live_logger(report_dir or paths.train_report_dir(capability), run.resume)
     controller = TrainingController(params.controller, run.schedule, logger=log, signals=signals)
-    trainer = run.method.build(TrainContext(
-        capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params,
-        args=training_arguments(cap, params, run.ckpt_dir, run.profile),
-        callbacks=[controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)], profile=run.profile,
-        examples=run.split.train, rows=run.rows.rows, reward=reward_of(capability)))
+    args = training_arguments(cap, params, run.ckpt_dir, run.profile)
+    callbacks = [controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)]
+    if media:
+        trainer = build_trainer(model, tokenizer, cap, args, run.split.train, callbacks)
+    else:
+        trainer = run.method.build(TrainContext(
+            capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
+            callbacks=callbacks, profile=run.profile, examples=run.split.train, rows=run.rows.rows,
+            reward=reward_of(capability)))
     attach_training_progress(trainer, capability)  # replaces the Trainer's dict per log
     elapsed = _train(run, trainer, controller)
     summary = _summary(run, trainer, elapsed, params)

@@ -51,3 +51,30 @@ def build_tiny_llama(out_dir: Path, tokenizer_source: Path | None = None, seed: 
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_tiny_encoders(root: Path) -> tuple[Path, Path]:
+    """Tiny random vision (Dinov2Model + image processor) and audio (Whisper + feature extractor) folders."""
+    import torch
+    from transformers import (
+        BitImageProcessorPil,
+        Dinov2Config,
+        Dinov2Model,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
+
+    torch.manual_seed(1)
+    vision = root / "vision"
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                             patch_size=14, image_size=56)).save_pretrained(vision)
+    BitImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(vision)
+    audio = root / "audio"
+    WhisperForConditionalGeneration(WhisperConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, num_mel_bins=80,
+        max_source_positions=1500, max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None)).save_pretrained(audio)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(audio)
+    return vision, audio

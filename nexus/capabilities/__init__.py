@@ -15,13 +15,18 @@ class Example(TypedDict, total=False):
     """A formatted training/eval example in TRL's conversational prompt-completion form.
 
     ``prompt``, ``completion`` and ``reference`` are always set; ``tools`` (JSON schemas) is set by
-    tool-calling formatters and rendered by :mod:`nexus.chat`.
+    tool-calling formatters and rendered by :mod:`nexus.chat`; the media lists by the multimodal
+    formatters (paths relative to the record's file until :func:`nexus.examples.with_media_paths`).
     """
 
     prompt: list[dict[str, str]]
     completion: list[dict[str, str]]
     reference: str
     tools: list[dict[str, Any]]
+    images: list[str]  # media paths (or data: URLs), one <image>/<audio>/<video> placeholder each
+    audios: list[str]
+    videos: list[str]
+    group: str  # e.g. "speaker:theo": what a module's held_out(example) decides on
 
 
 class CapabilityModule(Protocol):

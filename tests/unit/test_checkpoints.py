@@ -33,7 +33,8 @@ from nexus.checkpoints import (
 )
 from nexus.config import ControllerParams
 from nexus.controller import TrainingController
-from nexus.trainer import LiveAtGlobalStep, live_logger, run_loss, trim_metric_history
+from nexus.live_metrics import LiveAtGlobalStep, live_logger, trim_metric_history
+from nexus.trainer import run_loss
 from tests.tiny import random_token_dataset, tiny_llama
 
 torch.set_num_threads(2)

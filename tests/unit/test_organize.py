@@ -36,7 +36,14 @@ EXPECTED = {
     f"{LF}/alpaca_en_demo.json": ("alpaca", "instruction", ["streaming"]),
     f"{LF}/glaive_toolcall_en_demo.json": ("sharegpt_tools", "tool_calls", ["tools"]),
     f"{LF}/reason_tool_use_demo_50.jsonl": ("messages_tools", "tool_calls", ["tools"]),
-    f"{LF}/mllm_demo.json": ("mllm_image", "image", []),  # vision_qa has no formatter yet
+    f"{LF}/mllm_demo.json": ("mllm_image", "image", ["omni", "vision_qa"]),
+    "data/samples/omni/digits_captions.json": ("mllm_image", "image", ["omni"]),  # its folder picks omni
+    "data/samples/omni/spoken_digits.json": ("mllm_audio", "audio", ["omni"]),
+    "data/samples/omni/llamafactory/mllm_audio_demo.json": ("mllm_audio", "audio", ["omni"]),
+    "data/samples/vision_qa/digits_questions.json": ("mllm_image", "image", ["vision_qa"]),
+    "data/samples/video_understanding/digit_sequences.json": ("mllm_video", "video", ["video_understanding"]),
+    "data/samples/video_understanding/llamafactory/mllm_video_demo.json":
+        ("mllm_video", "video", ["video_understanding"]),
     "data/samples/xlam_function_calling_60k/xlam_function_calling_60k_first15.json":
         ("xlam", "tool_calls", ["tools"]),
     "data/samples/xlam_function_calling_60k/hf_subset/data/train-00000-of-00001.parquet":
@@ -78,7 +85,9 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
     for entry in catalog.files:  # example files go where a formatter for their format is
         if entry.kind in METHOD_KINDS:
             continue
-        assert entry.capabilities == [n for n in CAPABILITIES if entry.format in formats_of(n)]
+        takers = [n for n in CAPABILITIES if entry.format in formats_of(n)]
+        named = org.folder_capability(Path(entry.path))
+        assert entry.capabilities == ([named] if named in takers else takers)  # a capability's folder picks it
         for name in entry.capabilities:  # routed means formatted: no file is dropped at load time
             assert entry.format in load(name).FORMATTERS
     method_files = {f.path: f for f in catalog.files if f.kind in METHOD_KINDS}
@@ -96,12 +105,13 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
         assert entry.why
     for path, n in RECORDS.items():
         assert next(f.records for f in catalog.files if f.path == path) == n
-    assert [f.path for f in catalog.unplaced] == [f"{LF}/mllm_demo.json"]  # until vision_qa lands
+    assert catalog.unplaced == []
     assert any(n.startswith("cot: no preference file; dpo/orpo/kto pairs are built at training time")
                for n in catalog.notes)
     assert not any(n.startswith("streaming: no preference file") for n in catalog.notes)
     assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
-    assert "skipped 3 media files" in " ".join(catalog.notes)
+    assert "skipped 1709 media files" in " ".join(catalog.notes)
+    assert not any(n.startswith("omni: no preference file") for n in catalog.notes)  # sft only
 
     written = json.loads((out / "catalog.json").read_text(encoding="utf-8"))
     assert written == catalog.to_dict()
@@ -275,10 +285,9 @@ def test_routing_follows_the_formatters():
 
 def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
     text = format_summary(organize([SAMPLES], tmp_path / "o"))
-    assert text.splitlines()[0].endswith("12 data files into " + (tmp_path / "o").as_posix()
-                                         + ": 11 placed, 1 unplaced")
-    assert "  cot " in text and "unplaced (not used by any capability):" in text
-    assert "mllm_demo.json" in text and "no capability has a formatter for it yet" in text
+    assert text.splitlines()[0].endswith("18 data files into " + (tmp_path / "o").as_posix()
+                                         + ": 18 placed, 0 unplaced")
+    assert "  cot " in text and "  vision_qa " in text and "unplaced" not in text.split("\n", 1)[1]
 
 
 def test_organize_stage(tmp_path):

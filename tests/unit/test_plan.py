@@ -31,7 +31,7 @@ def test_plan_prints_the_queue_and_imports_no_torch():
     assert "base model   models/base" in out
     assert "1. cot" in out and "sft/lora" in out
     assert "5. streaming" in out
-    assert "omni" in out and "skipped: not implemented yet" in out
+    assert "podcast" in out and "skipped: not implemented yet" in out
     assert "modalities" in out and "mode" in out
     assert "DVC" in out
 
@@ -106,7 +106,7 @@ def test_skipped_capabilities_are_said_once(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
     out = format_plan(build_plan("all", with_dvc=False))
-    for name in ("omni", "podcast", "remotion_explainer"):
+    for name in ("podcast", "tri_streaming", "remotion_explainer"):
         assert out.count(f"-  {name} ") == 1, out
     assert "DVC status unavailable: not asked" in out
 

@@ -40,19 +40,20 @@ def test_unknown_name_lists_the_runnable_names_and_the_declared_ones_apart():
     message = str(err.value)
     assert message.startswith("unknown capability 'nosuch'; valid: cot, reasoning, thinking, tools, ")
     valid, declared = message.split("; valid: ")[1].split("; declared, not trainable yet: ")
-    assert valid.split(", ") == [*registry.implemented(), "all-text", "all"]
+    assert valid.split(", ") == [*registry.implemented(), "all-text", "all-multimodal", "all"]
     assert declared.split(", ") == [*(n for n, c in registry.CAPABILITIES.items() if not c.implemented),
-                                    "all-multimodal", "all-generation"]
+                                    "all-generation"]
 
 
 def test_unimplemented_name_says_what_is_missing():
-    with pytest.raises(registry.NotImplementedCapabilityError, match="omni.*not implemented"):
-        registry.resolve("omni")
+    with pytest.raises(registry.NotImplementedCapabilityError, match="podcast.*not implemented"):
+        registry.resolve("podcast")
 
 
 def test_hyphenated_names_are_accepted():
-    with pytest.raises(registry.NotImplementedCapabilityError, match="vision_qa"):
-        registry.resolve("vision-qa")
+    assert registry.resolve("vision-qa") == (["vision_qa"], [])
+    with pytest.raises(registry.NotImplementedCapabilityError, match="tri_streaming"):
+        registry.resolve("Tri-Streaming")
 
 
 def test_registry_cli_runs_on_plain_python_without_dependencies():
@@ -63,7 +64,7 @@ def test_registry_cli_runs_on_plain_python_without_dependencies():
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "; valid: cot, " in bad.stderr
-    assert "; declared, not trainable yet: omni, " in bad.stderr
+    assert "; declared, not trainable yet: podcast, " in bad.stderr
 
 
 def _registry(*args: str) -> subprocess.CompletedProcess:
@@ -79,13 +80,13 @@ def test_check_mode_says_only_what_is_wrong():
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown capability 'nosuch'; valid: ")
     group = _registry("all")
     assert group.stdout.split() == registry.implemented()
-    assert group.stderr.count("note: skipping 'omni' ") == 1
+    assert group.stderr.count("note: skipping 'podcast' ") == 1
     assert len(group.stderr.splitlines()) == len(registry.CAPABILITIES) - len(registry.implemented())
 
 
 def test_a_group_with_nothing_trainable_fails_up_front():
-    result = _registry("all-multimodal")
+    result = _registry("all-generation")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == ("error: 'all-multimodal' has nothing trainable yet (omni, podcast, vision_qa, "
-                             "video_understanding, tri_streaming: declared, not implemented); valid: "
-                             f"{', '.join(registry.implemented())}, all-text, all\n")
+    assert result.stderr == ("error: 'all-generation' has nothing trainable yet (image_generation, "
+                             "video_generation, remotion_explainer: declared, not implemented); valid: "
+                             f"{', '.join(registry.implemented())}, all-text, all-multimodal, all\n")
