@@ -111,8 +111,9 @@ def base_modalities(base_model: str) -> dict[str, Any]:
 
 def start_from_omni(entries: dict[str, Any], selected: list[str], base_model: str, path: Path) -> list[str]:
     """For a selected capability that needs a modality the base lacks (vision_qa on a text model):
-    start it from omni's composite when omni is selected too (its ``init_from`` is rewritten), else
-    fail naming omni, before anything runs.
+    start it from omni's composite when omni is selected too or already trained (its ``init_from``
+    is rewritten; omni then comes along as its prerequisite), else fail naming omni, before
+    anything runs.
 
     Returns:
         The capabilities whose ``init_from`` now points at omni's output.
@@ -132,7 +133,7 @@ def start_from_omni(entries: dict[str, Any], selected: list[str], base_model: st
         message = missing_message(report, CAPABILITIES[name].modalities, name)
         if message is None:
             continue
-        if "omni" not in selected:
+        if "omni" not in selected and not (Path(OMNI_OUTPUT) / "config.json").is_file():  # omni not trained yet
             raise ParamsError(f"{path}: {message}")
         entries[name]["init_from"] = OMNI_OUTPUT
         rewired.append(name)

@@ -196,7 +196,8 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             "eval_size": cap.eval_size, "data": _data_summary(name, resolve(cap.method)),
             "output": str(paths.output_dir(name)), "needs": registry.CAPABILITIES[name].modalities,
             # make train CAPS=omni,<cap> starts a capability that needs more than text from omni's composite
-            "via_omni": name != "omni" and "omni" in selected and cap.init_from == params.base.model
+            "via_omni": name != "omni" and ("omni" in selected or (paths.output_dir("omni") / "config.json").is_file())
+            and cap.init_from == params.base.model
             and bool(set(registry.CAPABILITIES[name].modalities) - {"text"}),
         })
     any_quick = quick or any((params.capabilities.get(n) or params.parked[n]).quick for n in selected)

@@ -102,7 +102,7 @@ def trainable_summary(model: Any) -> str:
     return (
         f"trainable {trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters "
         f"({100 * trainable / max(total, 1):.2f}%): base {base / 1e6:.2f}M "
-        f"({'trained' if trained_base else 'frozen'}), adapters {adapters / 1e6:.2f}M"
+        f"({f'{trained_base / 1e6:.2f}M of it trained' if trained_base else 'frozen'}), adapters {adapters / 1e6:.2f}M"
     )
 
 

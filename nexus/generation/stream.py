@@ -6,6 +6,11 @@
 counts, ``stop`` strings, cancellation (Ctrl-C, a client that hangs up) and the finish reason
 (``stop`` or ``length``).
 
+A multimodal composite streams the same way: pass its processor
+(:class:`~nexus.multimodal.processor.NexusOmniProcessor`) as the tokenizer and the media in the
+placeholders' order (``images``, ``audios``); the chat renders through the processor's text tokenizer
+and the processor builds the inputs (placeholders expanded, media tensors).
+
 Used by ``nexus chat`` and ``nexus serve`` (:mod:`nexus.serving`) and by the streaming
 capability's evaluation (:func:`measure_stream`, :class:`StreamedText`). Nothing but the standard
 library is imported until a stream starts.
@@ -118,6 +123,36 @@ def render_messages(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return render_prompt({"prompt": messages}, tokenizer)
 
 
+def is_processor(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` is a multimodal processor: a text ``tokenizer`` inside and an ``expand`` of
+    the media placeholders (:class:`~nexus.multimodal.processor.NexusOmniProcessor`)."""
+    return hasattr(tokenizer, "tokenizer") and hasattr(tokenizer, "expand")
+
+
+def _prompt_inputs(model: Any, tokenizer: Any, messages: list[dict[str, str]], images: Sequence[Any],
+                   audios: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+    """(the text tokenizer, the model's inputs on its device) of the chat's generation prompt."""
+    if not is_processor(tokenizer):
+        if images or audios:
+            raise ValueError("images or audio were given but the model takes text only (its tokenizer is "
+                             "not a multimodal processor)")
+        return tokenizer, tokenizer(render_messages(tokenizer, messages), return_tensors="pt",
+                                    add_special_tokens=False).to(model.device)
+    text_tokenizer = tokenizer.tokenizer
+    batch = tokenizer(render_messages(text_tokenizer, messages), images=list(images), audios=list(audios))
+    dtype = getattr(model, "dtype", None)
+    inputs = {key: value.to(model.device, dtype=dtype) if value.is_floating_point() and dtype is not None
+              else value.to(model.device) for key, value in batch.items()}
+    return text_tokenizer, inputs
+
+
+def _context_length(model: Any) -> int | None:
+    """The model's context window; a composite's is its text model's."""
+    limit = context_length(model)
+    text_config = getattr(getattr(model, "config", None), "text_config", None)
+    return limit if limit is not None or text_config is None else context_length(text_config)
+
+
 class ChatStream:
     """The text chunks of one chat completion, yielded while ``model.generate`` runs in a thread.
 
@@ -127,31 +162,35 @@ class ChatStream:
     cancels it.
 
     Args:
-        model: a causal LM.
-        tokenizer: its tokenizer (with a chat template).
-        messages: the conversation, ``[{"role": ..., "content": ...}, ...]``.
+        model: a causal LM, or a multimodal composite.
+        tokenizer: its tokenizer (with a chat template), or the composite's processor.
+        messages: the conversation, ``[{"role": ..., "content": ...}, ...]``; with a processor the
+            contents hold one ``<image>`` / ``<audio>`` placeholder per item of ``images`` / ``audios``.
         max_new_tokens: most tokens to generate (lowered to what the context window leaves).
         temperature: 0 for greedy decoding, otherwise the sampling temperature.
         top_p: nucleus sampling share (sampling only).
         stop: strings that end the reply; the reply is cut before the first of them.
         seed: seeds torch's generator before sampling.
+        images: PIL images, in the order of the ``<image>`` placeholders (a processor only).
+        audios: float32 mono arrays at the processor's sampling rate, in ``<audio>`` order.
 
     Raises:
         ContextLengthError: the prompt fills the model's context window.
-        ValueError: the tokenizer has no chat template.
+        ValueError: the tokenizer has no chat template, media for a text model, or placeholders
+            that do not match the media given.
     """
 
     def __init__(self, model: Any, tokenizer: Any, messages: list[dict[str, str]],
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0, *,
-                 top_p: float | None = None, stop: Sequence[str] = (), seed: int | None = None) -> None:
+                 top_p: float | None = None, stop: Sequence[str] = (), seed: int | None = None,
+                 images: Sequence[Any] = (), audios: Sequence[Any] = ()) -> None:
         import torch
         from transformers import StoppingCriteriaList
 
         self.started_at = time.perf_counter()
-        inputs = tokenizer(render_messages(tokenizer, messages), return_tensors="pt",
-                           add_special_tokens=False).to(model.device)
+        tokenizer, inputs = _prompt_inputs(model, tokenizer, messages, images or (), audios or ())
         self.prompt_tokens = int(inputs["input_ids"].shape[1])
-        limit = context_length(model)
+        limit = _context_length(model)
         if limit is not None and self.prompt_tokens >= limit:
             raise ContextLengthError(
                 f"the prompt has {self.prompt_tokens} tokens but the model's context is {limit} tokens; "
@@ -291,19 +330,21 @@ class ChatStream:
 
 def stream_chat(model: Any, tokenizer: Any, messages: list[dict[str, str]],
                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0, *,
-                top_p: float | None = None, stop: Sequence[str] = (), seed: int | None = None) -> ChatStream:
+                top_p: float | None = None, stop: Sequence[str] = (), seed: int | None = None,
+                images: Sequence[Any] = (), audios: Sequence[Any] = ()) -> ChatStream:
     """Stream the model's reply to ``messages`` chunk by chunk as it is generated.
 
     Greedy by default, so the concatenated chunks equal the non-streamed greedy decode of the same
-    prompt. See :class:`ChatStream` for the arguments; the returned stream is an ``Iterator[str]``
-    that also reports token counts, finish reason and timings.
+    prompt. See :class:`ChatStream` for the arguments (a composite's processor as ``tokenizer``, with
+    ``images`` / ``audios``, streams a reply about the media); the returned stream is an
+    ``Iterator[str]`` that also reports token counts, finish reason and timings.
 
     Example:
         >>> for chunk in stream_chat(model, tokenizer, [{"role": "user", "content": "Hi"}], 64):
         ...     print(chunk, end="", flush=True)
     """
     return ChatStream(model, tokenizer, messages, max_new_tokens, temperature, top_p=top_p, stop=stop,
-                      seed=seed)
+                      seed=seed, images=images, audios=audios)
 
 
 def measure_stream(model: Any, tokenizer: Any, messages: list[dict[str, str]],

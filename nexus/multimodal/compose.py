@@ -122,7 +122,7 @@ def build_omni(lm_path: str | Path, vision_path: str | Path | None = None, audio
         model.model.vision_tower.load_state_dict(vision.state_dict())
     if audio_state is not None:
         model.model.audio_tower.load_state_dict(audio_state)
-    model.resize_token_embeddings(len(tokenizer))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # placeholder rows: replaced by media features
     model.generation_config = copy.deepcopy(lm.generation_config)
     image_processor = None
     if vision is not None:

@@ -15,7 +15,9 @@ server on localhost).
 
 Replies stream through :mod:`nexus.generation.stream`. Models load through
 :func:`nexus.loading.load_model` (an HF folder, a GGUF file, or a trained PEFT adapter folder,
-merged on load). The server uses only the standard library (``http.server.ThreadingHTTPServer``)
+merged on load); a multimodal composite (omni's output, a LLaVA folder) through
+:func:`nexus.multimodal.compose.load_omni`, and then takes OpenAI ``image_url`` (data URLs) and
+``input_audio`` parts. The server uses only the standard library (``http.server.ThreadingHTTPServer``)
 and runs one generation at a time. Tool calls are not supported yet. Nothing but the standard
 library is imported until a model is loaded. Nothing on the training path imports this package.
 """

@@ -14,10 +14,12 @@ from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS
 from nexus.serving.repl import chat_repl
 from nexus.serving.server import DEFAULT_HOST, DEFAULT_PORT, serve
 
-CHAT_HELP = "chat in the terminal; tokens stream as they are generated"
+CHAT_HELP = ("chat in the terminal; tokens stream as they are generated (/image PATH, /audio PATH attach "
+             "files for a multimodal composite)")
 SERVE_HELP = "serve an OpenAI-compatible /v1/chat/completions on localhost"
-MODEL_HELP = ("HF model folder, .gguf file, or trained adapter folder "
-              "(e.g. models/base, models/capabilities/streaming)")
+MODEL_HELP = ("HF model folder, .gguf file, trained adapter folder, or multimodal composite folder, which "
+              "also takes images and audio (e.g. models/base, models/capabilities/streaming, "
+              "models/capabilities/omni)")
 THREADS_HELP = ("torch threads for decoding on the CPU (default: $OMP_NUM_THREADS, else physical cores "
                 "minus one, at most 4; see docs/serving.md)")
 

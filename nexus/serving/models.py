@@ -1,12 +1,20 @@
-"""Loading a model to chat with, and the name it is shown and served under."""
+"""Loading a model to chat with, what it reads (:class:`Modalities`), and the name it is shown and served under.
+
+A text model loads with :func:`nexus.loading.load_model` and its tokenizer; a multimodal composite
+(:func:`nexus.media_training.is_composite`: a ``nexus_omni`` folder or a LLaVA folder) loads with
+:func:`nexus.multimodal.compose.load_omni`, and its :class:`~nexus.multimodal.processor.NexusOmniProcessor`
+stands where the tokenizer does (:mod:`nexus.generation.stream` tells them apart).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nexus.generation.stream import is_processor
 from nexus.loading import ModelSourceError, load_model, load_tokenizer, model_source
 
 log = logging.getLogger(__name__)
@@ -55,12 +63,70 @@ def decode_threads(requested: int | None = None, cores: int | None = None) -> in
     return max(1, min(cores - 1, MAX_DECODE_THREADS))
 
 
+@dataclass(frozen=True)
+class Modalities:
+    """What a loaded chat model reads besides text (nothing, for a text model).
+
+    Attributes:
+        image: it has a vision tower (``<image>`` placeholders).
+        audio: it has an audio tower (``<audio>`` placeholders).
+        sampling_rate: the audio rate its feature extractor takes (Hz).
+        audio_seconds: the clip length it reads (longer audio is cut), or None.
+    """
+
+    image: bool = False
+    audio: bool = False
+    sampling_rate: int = 16000
+    audio_seconds: float | None = None
+
+    @property
+    def media(self) -> bool:
+        """Whether the model reads any media."""
+        return self.image or self.audio
+
+    def names(self) -> list[str]:
+        """``["text", "image", "audio"]``, those the model reads (``GET /v1/models``)."""
+        return ["text", *(["image"] if self.image else []), *(["audio"] if self.audio else [])]
+
+    def describe(self) -> str:
+        """``text only``, ``text and images only``, ``text and audio only`` or ``text, images and audio``."""
+        kinds = (["images"] if self.image else []) + (["audio"] if self.audio else [])
+        if not kinds:
+            return "text only"
+        return f"text and {kinds[0]} only" if len(kinds) == 1 else "text, images and audio"
+
+
+def model_modalities(tokenizer: Any) -> Modalities:
+    """What the model behind ``tokenizer`` (a text tokenizer, or a composite's processor) reads."""
+    if not is_processor(tokenizer):
+        return Modalities()
+    extractor = getattr(tokenizer, "feature_extractor", None)
+    seconds = getattr(tokenizer, "audio_seconds", 0) or None
+    return Modalities(image=bool(getattr(tokenizer, "image_tokens", 0)),
+                      audio=bool(getattr(tokenizer, "audio_tokens", 0)) and extractor is not None,
+                      sampling_rate=int(getattr(extractor, "sampling_rate", 16000) or 16000),
+                      audio_seconds=float(seconds) if seconds else None)
+
+
+def _load_composite(model_path: str | Path, device: str) -> tuple[Any, Any]:
+    from nexus.multimodal.compose import load_omni
+
+    model, processor = load_omni(model_path, device=device)
+    if not getattr(processor.tokenizer, "chat_template", None):
+        raise ValueError(f"{model_path}: the composite's tokenizer has no chat template; chat and serve need "
+                         f"one (tokenizer_config.json or chat_template.jinja in the folder)")
+    return model.eval(), processor
+
+
 def load_chat_model(model_path: str | Path, device: str | None = None,
                     threads: int | None = None) -> tuple[Any, Any]:
     """Load a model and tokenizer for chatting, in eval mode, on CUDA when available.
 
+    A multimodal composite (a ``nexus_omni`` or LLaVA folder) comes with its processor in place of
+    the tokenizer (:func:`model_modalities` says what it reads).
+
     Args:
-        model_path: HF folder, ``.gguf`` file, or trained adapter folder (merged on load).
+        model_path: HF folder, ``.gguf`` file, trained adapter folder (merged on load), or composite folder.
         device: torch device; default ``cuda`` when available, else ``cpu``.
         threads: torch threads for decoding on the CPU (default: :func:`decode_threads`' rule).
 
@@ -77,6 +143,10 @@ def load_chat_model(model_path: str | Path, device: str | None = None,
 
     torch.set_num_threads(count)
     log.info("decoding with %d torch thread%s", count, "" if count == 1 else "s")
+    from nexus.media_training import is_composite
+
+    if is_composite(model_path):
+        return _load_composite(model_path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(model_path)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"{model_path}: the tokenizer has no chat template; chat and serve need an "

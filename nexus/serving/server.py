@@ -2,6 +2,8 @@
 
 Routes: ``POST /v1/chat/completions`` (``stream`` true or false; streamed replies are server-sent
 events in chunked transfer encoding), ``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /health``.
+A multimodal composite also takes images and audio in user messages (inline data, see
+:mod:`nexus.serving.requests`); a body is at most :data:`MAX_BODY_BYTES`.
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer_chat(self, body: Any) -> None:
         """Answer a chat-completions body; every failure becomes an OpenAI-style error."""
         try:
-            self._request = request = parse_chat_request(body, self.service.max_new_tokens)
+            self._request = request = parse_chat_request(body, self.service.max_new_tokens,
+                                                         self.service.modalities)
             self._chat(request)
         except RequestError as err:
             self._send_error(err)
@@ -319,7 +322,7 @@ def serve(model_path: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_
     authentication (a warning is logged).
 
     Args:
-        model_path: HF folder, ``.gguf`` file, or trained adapter folder.
+        model_path: HF folder, ``.gguf`` file, trained adapter folder, or multimodal composite folder.
         host: interface to bind.
         port: TCP port; 0 picks a free one (the printed line shows it).
         model_name: id reported to clients (default: the folder name or GGUF file stem).

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS, ChatStream, stream_chat
+from nexus.serving.models import model_modalities
 from nexus.serving.requests import ChatRequest
 
 
@@ -17,8 +18,9 @@ class ChatService:
     """The model behind the server: one generation at a time, OpenAI-shaped results.
 
     Args:
-        model: a loaded causal LM (eval mode).
-        tokenizer: its tokenizer (with a chat template).
+        model: a loaded causal LM (eval mode), or a multimodal composite.
+        tokenizer: its tokenizer (with a chat template), or the composite's processor; what it
+            reads besides text is :attr:`modalities` (requests with media are parsed against it).
         model_name: the id reported in responses and by ``GET /v1/models``.
         max_new_tokens: a request's ``max_tokens`` when it gives none.
     """
@@ -29,6 +31,7 @@ class ChatService:
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.max_new_tokens = max_new_tokens
+        self.modalities = model_modalities(tokenizer)
         self.created = int(time.time())
         self._lock = threading.Lock()
         self._active: ChatStream | None = None
@@ -43,7 +46,7 @@ class ChatService:
         with self._lock:
             stream = stream_chat(self.model, self.tokenizer, request.messages, request.max_tokens,
                                  request.temperature, top_p=request.top_p, stop=request.stop,
-                                 seed=request.seed)
+                                 seed=request.seed, images=request.images, audios=request.audios)
             self._active = stream
             try:
                 yield stream
@@ -96,5 +99,7 @@ class ChatService:
         return {"object": "list", "data": [self.model_card()]}
 
     def model_card(self) -> dict[str, Any]:
-        """The model object of ``GET /v1/models/{id}``."""
-        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nexus"}
+        """The model object of ``GET /v1/models/{id}``; a composite's also lists its ``modalities``
+        (``["text", "image", "audio"]``, those it reads)."""
+        card = {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nexus"}
+        return {**card, "modalities": self.modalities.names()} if self.modalities.media else card

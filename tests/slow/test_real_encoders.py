@@ -19,8 +19,8 @@ from nexus.encoders.spec import SPEC_FILE, load_spec
 pytestmark = [pytest.mark.slow, pytest.mark.real_model, pytest.mark.omni]
 
 ROOT = Path(__file__).resolve().parents[2]
-PHOTO = Path("/work/shared/datasets/dreambooth/dataset/dog/03.jpg")
-SEVEN = Path("/work/shared/datasets/fsdd/recordings/7_jackson_3.wav")  # 8 kHz mono int16
+PHOTO = ROOT / "data/samples/llamafactory/data/mllm_demo_data/1.jpg"  # a real photo (LLaMA-Factory's demo)
+SEVEN = ROOT / "data/samples/omni/fsdd/7_jackson_3.wav"  # 8 kHz mono int16
 BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # last_hidden_state inside the saliency graph
 
 

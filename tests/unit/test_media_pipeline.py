@@ -90,3 +90,16 @@ def test_a_score_key_is_averaged_over_the_examples_that_report_it(monkeypatch):
                 {"reference": "4", "answer": "4", "kind": "vision"}]
     scores, _ = score_examples(None, None, "cot", examples, CapabilityParams())
     assert scores == {"accuracy": round(2 / 3, 4), "audio_accuracy": 0.5, "vision_accuracy": 1.0}
+
+
+def test_once_omni_is_trained_a_media_capability_alone_starts_from_it(tmp_path, monkeypatch):
+    path = _params(tmp_path)
+    monkeypatch.chdir(tmp_path)  # models/base absent here: the embedded SmolLM2, a text model
+    with pytest.raises(ParamsError, match="make train CAPS=omni,video-understanding"):
+        select_capabilities(path, ["video_understanding"])
+    omni_out = tmp_path / OMNI_OUTPUT
+    omni_out.mkdir(parents=True)
+    (omni_out / "config.json").write_text('{"model_type": "nexus_omni"}')  # omni's output, as train@omni leaves it
+    lines = select_capabilities(path, ["video_understanding"])
+    assert f"video_understanding starts from {OMNI_OUTPUT} (omni's composite)" in lines
+    assert list(load_params(path).capabilities) == ["omni", "video_understanding"]  # omni comes along (no-op if done)
