@@ -77,7 +77,7 @@ def check_modalities(capability: str, modality_file: str | Path, start: str | Pa
     Raises:
         CapabilityUnavailableError: a required modality is missing.
     """
-    if start is not None and Path(start).is_dir():
+    if start is not None and (Path(start) / "config.json").is_file():  # an adapter folder: the base decides
         from nexus.modality import detect_modalities
 
         report = detect_modalities(start)

@@ -51,12 +51,25 @@ def _listed(record: dict[str, Any], kind: str) -> list[str]:
     items = value if isinstance(value, list) else [value] if value else []
     refs = []
     for number, item in enumerate(items, 1):
-        if isinstance(item, dict) and not item.get("bytes"):
-            item = item.get("path")
+        if isinstance(item, dict):  # a datasets Image/Audio feature: embedded bytes win over its path
+            item = _bytes_url(item["bytes"], kind) if isinstance(item.get("bytes"), bytes) and item["bytes"] \
+                else item.get("path")
         if not isinstance(item, str) or not item.strip():
             raise SkipRecord(f"{kind} {number} of {LIST_KEYS[kind]} is not a file path or data URL")
         refs.append(item)
     return refs
+
+
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"RIFF", "audio/wav"),
+          (b"fLaC", "audio/flac"), (b"ID3", "audio/mpeg"))
+
+
+def _bytes_url(data: bytes, kind: str) -> str:
+    """Embedded media bytes as a ``data:`` URL (the type from its magic bytes)."""
+    import base64
+
+    mime = next((m for magic, m in _MAGIC if data.startswith(magic)), f"{kind}/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _as_reference(source: Any) -> Any:

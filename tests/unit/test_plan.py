@@ -64,7 +64,7 @@ def test_a_fresh_clone_names_never_run_stages_and_a_group_includes_merge_and_rep
     assert "  params.yaml  parked (out of the DAG, settings kept): reasoning, thinking, tools, streaming\n" in full
     out = _dvc_part(repo, "cot").splitlines()
     assert out[0] == "  DVC would rerun (params.yaml as it stands, before the moves above):"
-    assert out[1].startswith("    never run (no dvc.lock entry): base_model, organize, detect, prepare@cot")
+    assert out[1].startswith("    never run (no dvc.lock entry): base_model, encoders, organize, detect, prepare@cot")
     assert out[1].endswith("eval@streaming, merge, report"), out
     group = _dvc_part(repo, "all-text").splitlines()
     assert group[0] == "  DVC would rerun:"  # all five selected: nothing moves
@@ -79,7 +79,7 @@ def test_the_plan_says_what_dvc_would_rerun_and_why(tmp_path):
     out = _dvc_part(repo, "cot")
     assert out.startswith("  always runs: organize: rescans the data folders every run (about a second); "
                           "the stages after it rerun only if data/organized changes\n")
-    assert "    never run (no dvc.lock entry): base_model, detect, prepare@cot, prepare@reasoning" in out
+    assert "    never run (no dvc.lock entry): base_model, encoders, detect, prepare@cot, prepare@reasoning" in out
     assert "    organize:" not in out  # always_changed is how the stage is declared, not a change
 
     with (repo / "stages" / "organize.py").open("a", encoding="utf-8") as script:

@@ -13,10 +13,11 @@ def test_missing_modality_stops_with_what_to_run(tmp_path):
     report.write_text(json.dumps({"text": True, "vision": False, "audio_in": False, "audio_out": False,
                                   "video": False, "path": "models/base"}))
     check_modalities("cot", report)
-    with pytest.raises(CapabilityUnavailableError, match="omni.*no audio_in|no audio_in.*omni"):
-        check_modalities("omni", report)
-    with pytest.raises(CapabilityUnavailableError, match="vision"):
+    check_modalities("omni", report)  # omni converts a text model: text is all it needs
+    with pytest.raises(CapabilityUnavailableError, match="no vision.*make train CAPS=omni,vision-qa"):
         check_modalities("vision_qa", report)
+    with pytest.raises(CapabilityUnavailableError, match="no vision, video.*CAPS=omni,video-understanding"):
+        check_modalities("video_understanding", report)
 
 
 def test_output_and_checkpoint_dirs_honour_the_environment(monkeypatch, tmp_path):
