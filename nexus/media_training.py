@@ -27,7 +27,6 @@ COMPOSITE_TYPES = ("nexus_omni", "llava")
 """``model_type`` of the folders :func:`nexus.multimodal.compose.load_omni` reads."""
 LLAVA_OUTPUTS = ("vision_qa",)
 """Capabilities saved as a plain transformers LLaVA (vision only), the others as the composite."""
-PROJECTORS = ("multi_modal_projector", "audio_projector")
 
 
 class MediaRunError(ValueError):
@@ -90,7 +89,7 @@ def apply_parts(model: Any, cap: CapabilityParams) -> Any:
     """Freeze what ``cap`` does not train: the language model gets LoRA (``adapter: lora``), trains
     fully (``full``) or stays frozen (``none``); each part in ``train_parts`` trains fully. The part
     table is logged."""
-    from nexus.multimodal.compose import lm_lora_config, part_table, set_trainable
+    from nexus.multimodal.compose import PROJECTORS, lm_lora_config, part_table, set_trainable
 
     parts = set(cap.train_parts)
     set_trainable(model, vision_tower="vision_tower" in parts, audio_tower="audio_tower" in parts,

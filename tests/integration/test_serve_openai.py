@@ -9,7 +9,6 @@ One test runs ``serve`` in the main thread and stops it with SIGTERM, as a termi
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import logging
 import os
@@ -27,52 +26,21 @@ import pytest
 
 from nexus.serving import serve
 from tests.project import ROOT
+from tests.serving import LINE, Lines, running_server
 
 openai = pytest.importorskip("openai", reason="the openai client is a test dependency: pip install openai")
 
 MODEL = "tiny-llama"  # the fixture folder's name: what /v1/models reports
-LINE = re.compile(r"Serving (\S+) on (http://127\.0\.0\.1:(\d+)/v1) \(Ctrl-C stops\)\n")
 HI = [{"role": "user", "content": "Hello! Tell me about crepes."}]
 ACCESS = re.compile(r'127\.0\.0\.1:\d+ - "(\w+) (\S+) HTTP/1\.1" (\d{3}) prompt_tokens=(\d+|-) '
                     r'completion_tokens=(\d+|-) stream=(true|false) (\d+\.\d{3})s(?: "(.*)")?')
 
 
-class _Lines(io.TextIOBase):
-    """Collects what ``serve`` prints and signals the first complete line."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.ready = threading.Event()
-
-    def write(self, s: str) -> int:
-        self.text += s
-        if "\n" in self.text:
-            self.ready.set()
-        return len(s)
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     """The base URL of a running server; stopped (and its exit code checked) after the module."""
-    stop, out, result = threading.Event(), _Lines(), {}
-
-    def run() -> None:
-        try:
-            result["rc"] = serve(tiny_model_dir, port=0, max_new_tokens=16, stop_event=stop, out=out)
-        except BaseException as err:  # reported by the fixture  # noqa: BLE001 - reported by the fixture
-            result["error"] = err
-            out.ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert out.ready.wait(120), "the server did not start within 120 s"
-    assert "error" not in result, result.get("error")
-    match = LINE.fullmatch(out.text)
-    assert match and match.group(1) == MODEL, out.text
-    yield match.group(2)
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive() and result == {"rc": 0}
+    with running_server(tiny_model_dir, MODEL, 16) as url:
+        yield url
 
 
 @pytest.fixture
@@ -219,7 +187,7 @@ def test_access_lines_escape_what_the_client_sent(server, caplog):
 
 def test_sigterm_stops_serve_cleanly(tiny_model_dir):
     """``serve`` in the main thread, as ``nexus serve`` runs it; a helper thread sends SIGTERM."""
-    out, stop, seen = _Lines(), threading.Event(), {}
+    out, stop, seen = Lines(), threading.Event(), {}
     before = signal.getsignal(signal.SIGTERM)
 
     def helper() -> None:
@@ -254,7 +222,7 @@ def test_a_taken_port_fails_before_the_model_loads(tiny_model_dir):
         port = taken.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another --port"):
-            serve(tiny_model_dir, port=port, out=_Lines())
+            serve(tiny_model_dir, port=port, out=Lines())
         assert time.monotonic() - started < 2
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import threading
 import urllib.error
 import urllib.request
@@ -22,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from nexus.serving import serve
 from nexus.serving.models import Modalities
+from tests.serving import running_server
 from tests.unit.test_omni_model import build_tiny_omni, square
 
 openai = pytest.importorskip("openai", reason="the openai client is a test dependency: pip install openai")
@@ -31,23 +30,8 @@ openai = pytest.importorskip("openai", reason="the openai client is a test depen
 pytestmark = pytest.mark.omni
 
 NAME = "tiny-omni"
-LINE = re.compile(r"Serving (\S+) on (http://127\.0\.0\.1:(\d+)/v1) \(Ctrl-C stops\)\n")
 NEW_TOKENS = 6
 QUESTION = "What is shown?"
-
-
-class _Lines(io.TextIOBase):
-    """Collects what ``serve`` prints and signals the first complete line."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.ready = threading.Event()
-
-    def write(self, s: str) -> int:
-        self.text += s
-        if "\n" in self.text:
-            self.ready.set()
-        return len(s)
 
 
 def png_url(value: int) -> str:
@@ -120,25 +104,8 @@ def reference(composite, prompt: str, images=(), audios=()) -> str:
 @pytest.fixture(scope="module")
 def server(composite_dir: Path):
     """The base URL of a server of the composite; stopped (and its exit code checked) after the module."""
-    stop, out, result = threading.Event(), _Lines(), {}
-
-    def run() -> None:
-        try:
-            result["rc"] = serve(composite_dir, port=0, max_new_tokens=NEW_TOKENS, stop_event=stop, out=out)
-        except BaseException as err:  # reported by the fixture  # noqa: BLE001 - reported by the fixture
-            result["error"] = err
-            out.ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert out.ready.wait(120), "the server did not start within 120 s"
-    assert "error" not in result, result.get("error")
-    match = LINE.fullmatch(out.text)
-    assert match and match.group(1) == NAME, out.text
-    yield match.group(2)
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive() and result == {"rc": 0}
+    with running_server(composite_dir, NAME, NEW_TOKENS) as url:
+        yield url
 
 
 @pytest.fixture
