@@ -102,6 +102,8 @@ class CapabilityParams:
     audio_seconds: int = 2  # audio window given to the audio encoder, whole seconds (clips are cut or padded)
     video_frames: int = 6  # frames sampled per clip, evenly spaced
     train_parts: list[str] = field(default_factory=lambda: ["projectors"])  # trained fully besides the LM's adapter
+    remote_code: bool = False  # a composite output also loads with transformers' Auto classes (trust_remote_code)
+    lora_from_step: int = 0  # adapter lora: the LM's LoRA trains from this step on, train_parts alone before (0: all)
     method_settings: Any = field(default=None, metadata={"resolved": True})
 
     def effective(self) -> CapabilityParams:
@@ -116,6 +118,7 @@ class CapabilityParams:
             sample_size=min(self.sample_size or 40, 40),
             eval_size=min(self.eval_size, 5),
             max_new_tokens=min(self.max_new_tokens, 96),
+            lora_from_step=min(self.lora_from_step, QUICK_STEPS // 2),  # both stages still run
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +255,12 @@ def _check_capability(where: str, cap: CapabilityParams, errors: list[str]) -> N
     if cap.adapter == "none" and not cap.train_parts:
         errors.append(f"{where}: adapter none and no train_parts leaves nothing to train; set adapter: lora "
                       f"or train_parts: [projectors]")
+    if cap.lora_from_step < 0 or (cap.lora_from_step and (cap.adapter != "lora" or not cap.train_parts)):
+        errors.append(f"{where}.lora_from_step: {cap.lora_from_step}; a step count >= 0, used with adapter: lora "
+                      f"and train_parts (those train alone before it, LoRA joins from it)")
+    elif cap.max_steps > 0 and cap.lora_from_step >= cap.max_steps:
+        errors.append(f"{where}.lora_from_step: {cap.lora_from_step} is not below max_steps {cap.max_steps}; "
+                      f"LoRA would never train")
     if cap.image_size < 14 or cap.image_size % 14 or cap.audio_seconds < 1 or cap.video_frames < 1:
         errors.append(f"{where}: image_size must be a multiple of 14 px (the encoder's patch), audio_seconds "
                       f"at least 1, video_frames at least 1")

@@ -116,24 +116,28 @@ def build_trainer(model: Any, processor: Any, cap: CapabilityParams, args: dict[
     (``args``: :func:`nexus.trainer.training_arguments`, less TRL's ``max_length``)."""
     from transformers import Trainer, TrainingArguments
 
+    from nexus.lora_stages import LoraFromStep
     from nexus.multimodal.collate import MediaCollator
 
     keywords = {k: v for k, v in args.items() if k != "max_length"}
     keywords["remove_unused_columns"] = False  # the collator reads the example's media lists
+    if cap.lora_from_step:
+        callbacks = [*callbacks, LoraFromStep(model, cap.lora_from_step)]
     return Trainer(model=model, args=TrainingArguments(**keywords), train_dataset=list(examples),
                    data_collator=MediaCollator(processor, cap.max_length), callbacks=callbacks)
 
 
-def save_output(capability: str, model: Any, processor: Any, folder: Path) -> None:
+def save_output(capability: str, model: Any, processor: Any, folder: Path, remote_code: bool = False) -> None:
     """Write the trained model into ``folder`` (a temporary folder the caller renames): LoRA merged
-    in; vision_qa as a plain LLaVA, the others as the composite."""
+    in; vision_qa as a plain LLaVA, the others as the composite (with its modeling file for
+    transformers' Auto classes when ``remote_code``)."""
     from nexus.multimodal.compose import export_llava, save_omni
 
     final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
     if capability in LLAVA_OUTPUTS:
         export_llava(final, processor, folder)
     else:
-        save_omni(final, processor, folder)
+        save_omni(final, processor, folder, remote_code=remote_code)
 
 
 def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:

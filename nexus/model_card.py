@@ -98,9 +98,10 @@ def load_snippet(folder: str | Path, adapter: bool, question: str) -> str:
     ])
 
 
-def media_snippet(folder: str | Path, output: str) -> str:
+def media_snippet(folder: str | Path, output: str, remote_code: bool = False) -> str:
     """How to load a multimodal output: a LLaVA folder with plain transformers (an image question),
-    a Nexus composite through Nexus's loader."""
+    a Nexus composite through Nexus's loader (and, saved with ``remote_code``, through transformers'
+    Auto classes with ``trust_remote_code=True``)."""
     path = json.dumps(str(folder))
     if output == "llava":
         body = [
@@ -124,6 +125,10 @@ def media_snippet(folder: str | Path, output: str) -> str:
             " \"audios\": [\"clip.wav\"]}",
             "print(generate_media(model, processor, [example], max_new_tokens=16)[0])",
         ]
+        if remote_code:  # the folder carries omni_model.py and an auto_map (nexus.multimodal.compose.save_omni)
+            body += ["", "# without Nexus: the folder carries its modeling file (remote_code: true)",
+                     "from transformers import AutoModelForImageTextToText",
+                     f"model = AutoModelForImageTextToText.from_pretrained({path}, trust_remote_code=True)"]
     return "\n".join(["```python", *body, "```"])
 
 
@@ -164,7 +169,8 @@ def capability_card(run_card: dict[str, Any], folder: str | Path, data_files: li
         "llava": "a transformers LLaVA (vision encoder, projector, language model; any LoRA merged)",
         "nexus_omni": "a Nexus composite (vision and audio encoders, projectors, language model; any LoRA merged)",
     }.get(output, "a full model (the adapter merged into its start model)"))
-    snippet = media_snippet(folder, output) if output else load_snippet(folder, is_adapter, question)
+    remote_code = bool((run_card.get("params") or {}).get("remote_code"))
+    snippet = media_snippet(folder, output, remote_code) if output else load_snippet(folder, is_adapter, question)
     return "\n".join([
         _front_matter(base_path, "peft" if is_adapter else "transformers", base_license(base_path), tags),
         f"# {cap}: {method} on `{base}`", "",

@@ -18,6 +18,7 @@ import yaml as pyyaml
 
 from nexus.config import ParamsError, with_prerequisites
 from nexus.methods import parse_params
+from nexus.paths import OMNI_OUTPUT
 from nexus.registry import CAPABILITIES
 
 
@@ -96,7 +97,6 @@ def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
         ([f"back under capabilities: {', '.join(back)}"] if back else []) + notes
 
 
-OMNI_OUTPUT = "models/capabilities/omni"
 
 
 def base_modalities(base_model: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ MODALITY_FILE = Path("data/modality.json")
 LOGS_DIR = Path("logs")
 RESULTS_DIR = Path("results")
 REPORTS_DIR = Path("reports")
+OMNI_OUTPUT = "models/capabilities/omni"
+"""omni's composite, the start of a media capability on a text base (as params.yaml writes it)."""
 
 
 def output_dir(capability: str, explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -162,9 +162,12 @@ def _dvc_status(targets: list[str]) -> Status:
     return _dvc_api_status(targets)
 
 
-def _selection_moves(selected: list[str], params: Any) -> list[str]:
-    """What ``make train`` would move between ``capabilities:`` and ``parked:`` for this selection."""
-    wanted = with_prerequisites(selected, {n: c.init_from for n, c in {**params.parked, **params.capabilities}.items()})
+def _selection_moves(selected: list[str], params: Any, via_omni: list[str]) -> list[str]:
+    """What ``make train`` would move between ``capabilities:`` and ``parked:`` for this selection
+    (``via_omni``: the capabilities it starts from omni's composite, which brings omni along)."""
+    starts = {n: c.init_from for n, c in {**params.parked, **params.capabilities}.items()}
+    starts.update({n: paths.OMNI_OUTPUT for n in via_omni})
+    wanted = with_prerequisites(selected, starts)
     back = [n for n in wanted if n in params.parked]
     out = [n for n in params.capabilities if n not in wanted]
     return ([f"back under capabilities (their stages never ran in this DAG): {', '.join(back)}"] if back else []) + \
@@ -205,7 +208,7 @@ def build_plan(caps: str, params_file: str = PARAMS_FILE, quick: bool = False,
             else "full: steps and batches from params.yaml")
     plan = Plan(params.base.model, _base_state(params.base.model), _modalities(params.base.model),
                 mode, queue, [(n, registry.CAPABILITIES[n].missing) for n in skipped])
-    plan.moves = _selection_moves(selected, params)
+    plan.moves = _selection_moves(selected, params, [row["name"] for row in queue if row["via_omni"]])
     if with_dvc:  # `make train CAPS=...` selects, then runs `dvc repro`: the selection's stages, merge, report
         targets = [f"{kind}@{n}" for n in selected if n in params.capabilities for kind in ("train", "eval")]
         plan.dvc, plan.dvc_always, plan.dvc_error = _dvc_status([*targets, "merge", "report"])

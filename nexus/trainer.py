@@ -111,7 +111,8 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
     keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
     if is_media(split.capability):
-        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "train_parts")
+        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "train_parts",
+                 "lora_from_step")
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
             "base_model": params.base.model, "data": split.fingerprint}
 
@@ -302,7 +303,8 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
                              run.split.stats.get("kept", "?"), example_question(run.split.eval))
     with atomic_dir(out) as tmp:
         if media:
-            save_output(run.capability, trainer.model, tokenizer, tmp)  # tokenizer: the composite's processor
+            save_output(run.capability, trainer.model, tokenizer, tmp,  # tokenizer: the composite's processor
+                        remote_code=cap.remote_code)
         else:
             final.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -136,17 +136,39 @@ def build_omni(lm_path: str | Path, vision_path: str | Path | None = None, audio
     return model.eval(), processor
 
 
-def save_omni(model: Any, processor: Any, out_dir: str | Path) -> Path:
+REMOTE_CODE_FILE = "omni_model.py"
+"""The modeling file a ``remote_code`` folder carries (the one :mod:`nexus.multimodal.omni_model`,
+which imports only torch and transformers)."""
+AUTO_MAP = {auto: f"omni_model.{name}" for auto, name in (
+    ("AutoConfig", "NexusOmniConfig"), ("AutoModel", "NexusOmniModel"),
+    ("AutoModelForImageTextToText", "NexusOmniForConditionalGeneration"),
+    ("AutoModelForCausalLM", "NexusOmniForConditionalGeneration"))}
+
+
+def save_omni(model: Any, processor: Any, out_dir: str | Path, remote_code: bool = False) -> Path:
     """Write the model and its processor into ``out_dir`` (whole or not at all). A PEFT-wrapped model
-    must be merged first (``model = model.merge_and_unload()``): the folder holds full weights."""
+    must be merged first (``model = model.merge_and_unload()``): the folder holds full weights.
+
+    With ``remote_code`` the folder also carries the modeling file and an ``auto_map`` in its
+    config, the Hub's convention for custom models: transformers' Auto classes load it with
+    ``trust_remote_code=True`` in a Python that never imports Nexus."""
+    import shutil
+
     from nexus.atomic import atomic_dir
+    from nexus.multimodal import omni_model
 
     if _is_peft(model):
         raise TypeError("save_omni: the model is wrapped in PEFT; call model.merge_and_unload() first "
                         "(or save the adapter with model.save_pretrained)")
+    if remote_code:
+        model.config.auto_map = dict(AUTO_MAP)
+    elif hasattr(model.config, "auto_map"):  # loaded from a remote-code folder: this one has no modeling file
+        del model.config.auto_map
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        if remote_code:
+            shutil.copyfile(omni_model.__file__, tmp / REMOTE_CODE_FILE)
     return Path(out_dir)
 
 

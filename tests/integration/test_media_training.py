@@ -59,7 +59,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     data["capabilities"] = {
         "omni": {**parked["omni"], **TINY, "vision_encoder": str(vision), "audio_encoder": str(audio)},
         "vision_qa": {**parked["vision_qa"], **TINY, "init_from": "models/capabilities/omni"},
-        "video_understanding": {**parked["video_understanding"], **TINY, "video_frames": 3,
+        "video_understanding": {**parked["video_understanding"], **TINY, "video_frames": 3, "remote_code": True,
                                 "init_from": "models/capabilities/omni"},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
@@ -149,8 +149,11 @@ def test_video_understanding_reads_clips_and_scores_digit_sequences(project: Pat
          "--out", "models/capabilities/video_understanding", "--data", "data/organized",
          "--modality", "data/modality.json")
     out = project / "models" / "capabilities" / "video_understanding"
-    assert json.loads((out / "config.json").read_text())["model_type"] == "nexus_omni"
-    assert json.loads((out / "run_card.json").read_text())["steps"] == 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "nexus_omni" and json.loads((out / "run_card.json").read_text())["steps"] == 4
+    # remote_code: true: the modeling file and auto_map travel with it, and its card says how to load it
+    assert (out / "omni_model.py").is_file() and config["auto_map"]["AutoModelForImageTextToText"]
+    assert "trust_remote_code=True" in (out / "README.md").read_text()
     _run(project, monkeypatch, "eval", "--params", "params.yaml", "--capability", "video_understanding",
          "--model", "models/capabilities/video_understanding", "--data", "data/organized",
          "--out", "reports/eval/video_understanding")

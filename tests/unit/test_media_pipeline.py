@@ -9,7 +9,8 @@ from nexus.config import ParamsError
 from nexus.evaluate import score_examples
 from nexus.examples import split_held_out, with_media_paths
 from nexus.methods import load_params
-from nexus.params_edit import OMNI_OUTPUT, select_capabilities
+from nexus.params_edit import select_capabilities
+from nexus.paths import OMNI_OUTPUT
 from tests.project import ROOT
 
 
@@ -100,6 +101,10 @@ def test_once_omni_is_trained_a_media_capability_alone_starts_from_it(tmp_path, 
     omni_out = tmp_path / OMNI_OUTPUT
     omni_out.mkdir(parents=True)
     (omni_out / "config.json").write_text('{"model_type": "nexus_omni"}')  # omni's output, as train@omni leaves it
+    from nexus.plan import build_plan
+
+    moves = build_plan("video-understanding", params_file=str(path), with_dvc=False).moves
+    assert any(m.startswith("back under capabilities") and "omni" in m for m in moves), moves  # as make train does
     lines = select_capabilities(path, ["video_understanding"])
     assert f"video_understanding starts from {OMNI_OUTPUT} (omni's composite)" in lines
     assert list(load_params(path).capabilities) == ["omni", "video_understanding"]  # omni comes along (no-op if done)

@@ -133,6 +133,48 @@ def test_save_load_round_trip_gives_identical_logits(omni, tmp_path: Path) -> No
         assert torch.equal(logits, auto(**again).logits)
 
 
+LOAD_REMOTE = """
+import sys, torch
+from transformers import AutoModelForImageTextToText
+try:
+    AutoModelForImageTextToText.from_pretrained(sys.argv[1])
+except Exception as error:  # without trust_remote_code: refused, naming it
+    assert "trust_remote_code" in str(error), error
+else:
+    raise SystemExit("loaded without trust_remote_code")
+model = AutoModelForImageTextToText.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+batch = torch.load(sys.argv[2])
+with torch.no_grad():
+    torch.save(model(**batch).logits, sys.argv[3])
+assert not any(n == "nexus" or n.startswith("nexus.") for n in sys.modules), "imported nexus"
+print(type(model).__name__)
+"""
+
+
+def test_remote_code_folder_loads_with_auto_classes_without_nexus(omni, tmp_path: Path) -> None:
+    import torch
+
+    from nexus.multimodal.compose import REMOTE_CODE_FILE, load_omni, save_omni
+    from tests.project import env
+
+    model, processor = omni
+    save_omni(model, processor, tmp_path / "omni", remote_code=True)
+    assert (tmp_path / "omni" / REMOTE_CODE_FILE).is_file()
+    batch = dict(media_batch(processor))
+    torch.save(batch, tmp_path / "batch.pt")
+    run = subprocess.run([sys.executable, "-I", "-c", LOAD_REMOTE, str(tmp_path / "omni"), str(tmp_path / "batch.pt"),
+                          str(tmp_path / "logits.pt")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**env(), "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "NexusOmniForConditionalGeneration"
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "logits.pt"), model(**batch).logits)
+    loaded, _ = load_omni(tmp_path / "omni")  # Nexus's loader reads the same folder
+    save_omni(loaded, processor, tmp_path / "plain")  # saved again without remote_code: no stale auto_map
+    assert "auto_map" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert not (tmp_path / "plain" / REMOTE_CODE_FILE).exists()
+
+
 def test_lora_touches_only_the_language_model(omni) -> None:
     from peft import get_peft_model
 
