@@ -1,10 +1,11 @@
-"""Build the multimodal samples (data/samples/omni, vision_qa, video_understanding) from ../shared/datasets.
+"""Build the multimodal samples (data/samples/omni, vision_qa, video_understanding, tri_streaming).
 
-Deterministic: the same inputs give byte-identical outputs (fixed row selection, a seeded RNG for
-the clips, single-threaded H.264 encoding). Each folder's SOURCE.md says what is real and what the
-project made. Run from the repository root with the project's venv (numpy, Pillow, PyAV)::
+They are made from ../shared/datasets. Deterministic: the same inputs give byte-identical outputs
+(fixed row selection, a seeded RNG for the clips, single-threaded H.264 encoding). Each folder's
+SOURCE.md says what is real and what the project made. Run from the repository root with the
+project's venv (numpy, Pillow, PyAV)::
 
-    .venv/bin/python data/make_media_samples.py            # rewrite the three folders' data
+    .venv/bin/python data/make_media_samples.py            # rewrite the four folders' data
     .venv/bin/python data/make_media_samples.py --check    # rebuild in a temp dir and compare
 
 Only the data this script writes is replaced (the record files, ``digits/``, ``fsdd/``, ``clips/``,
@@ -43,11 +44,18 @@ CAPTION_PROMPT = "<image>Which digit is shown?"
 QUESTION_PROMPT = "<image>What number is written in this image? Answer with one digit."
 SPOKEN_PROMPT = "<audio>Which digit is spoken?"
 VIDEO_PROMPT = "<video>Which digits appear, in order? Answer with the digits separated by spaces."
+TRI_PER_CLASS = 10      # tri_streaming: vision_qa's first 10 digits of each class, seen and paired with speech
+TRI_TAKES = range(5, 8)  # tri_streaming: FSDD takes 5..7, which omni never saw: 6 x 10 x 3 = 180 recordings
+TRI_TEXT = 60           # tri_streaming: short real alpaca chats (text in, text and speech out)
+TRI_IMAGE_PROMPT = "<image>What number is written here? Answer in one short sentence."
+TRI_AUDIO_PROMPT = "<audio>What digit do you hear? Answer in one short sentence."
+TRI_BOTH_PROMPT = "<image><audio>Is the written digit the same as the spoken one? Answer yes or no, then name both."
 # Generated paths under each folder (replaced on a rebuild; everything else is kept).
 OWNED = {
     "omni": ("digits_captions.json", "spoken_digits.json", "digits", "fsdd", "llamafactory"),
     "vision_qa": ("digits_questions.json", "digits"),
     "video_understanding": ("digit_sequences.json", "clips", "llamafactory"),
+    "tri_streaming": ("conversations.json", "text_chats.json", "digits", "fsdd"),
 }
 
 
@@ -110,6 +118,51 @@ def spoken_records(out: Path, shared: Path) -> list[dict]:
     return records
 
 
+def _turns(prompt: str, answer: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+
+
+def tri_records(out: Path, rows: list, vqa_rows: list[int], shared: Path) -> list[dict]:
+    """Mixed conversations for tri_streaming: a digit image, a spoken digit, and both at once (same
+    or not); every answer is one or two short sentences, so the spoken reply starts after its first
+    sentence. Recordings keep their speaker (theo is held out, as in omni)."""
+    (out / "digits").mkdir(parents=True)
+    (out / "fsdd").mkdir(parents=True)
+    images: dict[int, list[str]] = {d: [] for d in range(10)}
+    for number in vqa_rows:
+        pixels, label = rows[number]
+        if len(images[label]) < TRI_PER_CLASS:
+            name = f"digits/d{number:04d}.png"
+            digit_image(pixels).save(out / name, optimize=True)
+            images[label].append(name)
+    records = [{"messages": _turns(TRI_IMAGE_PROMPT, f"It is {d}."), "images": [name], "kind": "image"}
+               for d in range(10) for name in images[d]]
+    recordings = sorted((p for p in (shared / "fsdd" / "recordings").glob("*.wav")
+                         if int(p.stem.split("_")[2]) in TRI_TAKES),
+                        key=lambda p: (p.stem.split("_")[1], int(p.stem.split("_")[0]), int(p.stem.split("_")[2])))
+    rng = random.Random(SEED)
+    for i, wav in enumerate(recordings):
+        digit, speaker, _ = wav.stem.split("_")
+        shutil.copyfile(wav, out / "fsdd" / wav.name)
+        audio = f"fsdd/{wav.name}"
+        records.append({"messages": _turns(TRI_AUDIO_PROMPT, f"It is {digit}."), "audios": [audio],
+                        "speaker": speaker, "kind": "audio"})
+        shown = int(digit) if i % 2 == 0 else rng.choice([d for d in range(10) if d != int(digit)])
+        answer = (f"Yes. Both are {digit}." if shown == int(digit)
+                  else f"No. The image shows {shown} and the voice says {digit}.")
+        records.append({"messages": _turns(TRI_BOTH_PROMPT, answer), "images": [rng.choice(images[shown])],
+                        "audios": [audio], "speaker": speaker, "kind": "image_audio"})
+    return records
+
+
+def tri_text_records(samples: Path) -> list[dict]:
+    """Short real alpaca chats (text in; the reply streams as text and speech), in ``messages`` form."""
+    alpaca = json.loads((samples / "llamafactory" / "data" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    chats = [r for r in alpaca if not r["input"] and len(r["output"]) < 160 and len(r["instruction"]) < 120
+             and r["output"].isascii()][:TRI_TEXT]
+    return [{"messages": _turns(r["instruction"], r["output"]), "kind": "text"} for r in chats]
+
+
 def copy_llamafactory(out: Path, shared: Path, demo: str) -> None:
     """A LLaMA-Factory demo file and the media it names, byte for byte, in upstream's layout."""
     source = shared / "llamafactory" / "data"
@@ -170,7 +223,8 @@ def build(samples: Path, shared: Path) -> dict[str, int]:
     rows = digit_rows(shared)
     omni_rows, vqa_rows, rest = split_rows(rows)
     omni, vqa, video = samples / "omni", samples / "vision_qa", samples / "video_understanding"
-    for folder in (omni, vqa, video):
+    tri = samples / "tri_streaming"
+    for folder in (omni, vqa, video, tri):
         folder.mkdir(parents=True, exist_ok=True)
         for name in OWNED[folder.name]:
             target = folder / name
@@ -184,6 +238,8 @@ def build(samples: Path, shared: Path) -> dict[str, int]:
         (omni / "spoken_digits.json", spoken_records(omni, shared)),
         (vqa / "digits_questions.json", image_records(vqa, rows, vqa_rows, QUESTION_PROMPT)),
         (video / "digit_sequences.json", clip_records(video, rows, rest)),
+        (tri / "conversations.json", tri_records(tri, rows, vqa_rows, shared)),
+        (tri / "text_chats.json", tri_text_records(SAMPLES)),
     ):
         write_records(path, records)
         counts[path.relative_to(samples).as_posix()] = len(records)

@@ -83,6 +83,29 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_podcast(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nexus import logs
+    from nexus.methods import load_params
+    from nexus.podcast import PodcastRequest, make_podcast
+
+    params = load_params(args.params)
+    entry = params.capabilities.get("podcast") or params.parked.get("podcast")  # defaults: its params entry
+    voices = args.voices.split(",") if args.voices else (entry.voices if entry else ["heart", "joe"])
+    request = PodcastRequest(
+        Path(args.document), Path(args.out), model=args.model, script=Path(args.script) if args.script else None,
+        voices=tuple(v.strip() for v in voices if v.strip()),
+        max_new_tokens=args.max_new_tokens or (entry.max_new_tokens if entry else 320),
+        min_turns=entry.min_turns if entry else 4, max_turns=entry.max_turns if entry else 12)
+    logs.setup("podcast")
+    script = make_podcast(request)
+    print(f"podcast: {len(script['turns'])} turns, {script['seconds']} s, voices "
+          f"{', '.join(f'{s}: {v}' for s, v in script['voices'].items())} -> {args.out}/podcast.wav"
+          f"{' (+ podcast.mp3)' if script['mp3'] else ''}, script {args.out}/script.json")
+    return 0
+
+
 def _cmd_prepare_base(args: argparse.Namespace) -> int:
     from nexus import logs
     from nexus.loading import convert_to_hf, embedded_gguf_path
@@ -307,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="HF model folder or .gguf file (default: base.model)")
     p.add_argument("--out", help="also write the report to this JSON file")
     p.set_defaults(func=_cmd_detect)
+
+    p = sub.add_parser("podcast", parents=[common],
+                       help="a document in, a two-host podcast out: script.json, one WAV per turn, podcast.wav")
+    p.add_argument("document", help="a UTF-8 text or Markdown file")
+    p.add_argument("--out", required=True, help="output folder (replaced whole, atomically)")
+    p.add_argument("--model", default="models/capabilities/podcast",
+                   help="the podcast model: HF or adapter folder (default: %(default)s, from make train CAPS=podcast)")
+    p.add_argument("--script", help="voice this script instead of asking a model (a JSON list of turns, or a "
+                   "script.json written before)")
+    p.add_argument("--voices", help="two offline voices, first host first (default: params.yaml podcast voices, "
+                   "heart,joe)")
+    p.add_argument("--max-new-tokens", type=int, help="script length cap in tokens (default: params.yaml podcast)")
+    p.set_defaults(func=_cmd_podcast)
 
     p = sub.add_parser("prepare-base", parents=[common],
                        help="convert the embedded SmolLM2 GGUF (or --source) to an HF folder")

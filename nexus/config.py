@@ -101,8 +101,13 @@ class CapabilityParams:
     image_size: int = 56  # pixels per side given to the vision encoder (DINOv2-small/14: 56 px = 16 patches + CLS)
     audio_seconds: int = 2  # audio window given to the audio encoder, whole seconds (clips are cut or padded)
     video_frames: int = 6  # frames sampled per clip, evenly spaced
+    video_pool: int = 2  # a frame's patch grid average-pooled by this (1: every patch, as for an image)
     train_parts: list[str] = field(default_factory=lambda: ["projectors"])  # trained fully besides the LM's adapter
     remote_code: bool = False  # a composite output also loads with transformers' Auto classes (trust_remote_code)
+    voices: list[str] = field(default_factory=lambda: ["heart", "joe"])  # podcast: the hosts' voices, in turn order
+    round_trip: int = 3  # podcast: held-out scripts rendered to speech and read back by Whisper (word error rate)
+    min_turns: int = 4  # podcast: a script's turn count bounds (format compliance)
+    max_turns: int = 12
     lora_from_step: int = 0  # adapter lora: the LM's LoRA trains from this step on, train_parts alone before (0: all)
     method_settings: Any = field(default=None, metadata={"resolved": True})
 
@@ -119,6 +124,7 @@ class CapabilityParams:
             eval_size=min(self.eval_size, 5),
             max_new_tokens=min(self.max_new_tokens, 96),
             lora_from_step=min(self.lora_from_step, QUICK_STEPS // 2),  # both stages still run
+            round_trip=min(self.round_trip, 1),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,15 +261,19 @@ def _check_capability(where: str, cap: CapabilityParams, errors: list[str]) -> N
     if cap.adapter == "none" and not cap.train_parts:
         errors.append(f"{where}: adapter none and no train_parts leaves nothing to train; set adapter: lora "
                       f"or train_parts: [projectors]")
+    if len(cap.voices) < 2 or cap.round_trip < 0 or not 2 <= cap.min_turns <= cap.max_turns:
+        errors.append(f"{where}: voices needs two names (one per host), round_trip >= 0, and 2 <= min_turns "
+                      f"<= max_turns")
     if cap.lora_from_step < 0 or (cap.lora_from_step and (cap.adapter != "lora" or not cap.train_parts)):
         errors.append(f"{where}.lora_from_step: {cap.lora_from_step}; a step count >= 0, used with adapter: lora "
                       f"and train_parts (those train alone before it, LoRA joins from it)")
     elif cap.max_steps > 0 and cap.lora_from_step >= cap.max_steps:
         errors.append(f"{where}.lora_from_step: {cap.lora_from_step} is not below max_steps {cap.max_steps}; "
                       f"LoRA would never train")
-    if cap.image_size < 14 or cap.image_size % 14 or cap.audio_seconds < 1 or cap.video_frames < 1:
+    if cap.image_size < 14 or cap.image_size % 14 or cap.audio_seconds < 1 or cap.video_frames < 1 \
+            or cap.video_pool < 1:
         errors.append(f"{where}: image_size must be a multiple of 14 px (the encoder's patch), audio_seconds "
-                      f"at least 1, video_frames at least 1")
+                      f"at least 1, video_frames and video_pool at least 1")
     if cap.long_context < 0:
         errors.append(f"{where}.long_context: a context length in tokens, or 0 (off)")
     budget, room = cap.thinking_budget, cap.effective().max_new_tokens

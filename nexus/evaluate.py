@@ -31,29 +31,33 @@ def score_examples(model: Any, tokenizer: Any, capability: str, examples: list[c
     done are logged as ``eval <capability> <label>: n/N done ...`` (:class:`nexus.progress.ItemsDone`)."""
     module = capabilities.load(capability)
     progress = ItemsDone(" ".join(filter(None, ("eval", capability, label))), len(examples))
-    if is_media(capability):  # tokenizer: the composite's processor
+    if hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming, speech)
+        generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
+                                    **_param_options(module.generate, cap))
+    elif is_media(capability):  # tokenizer: the composite's processor
         from nexus.multimodal.generate import generate_media
 
         generated = generate_media(model, tokenizer, examples, cap.max_new_tokens, progress=progress)
-    elif hasattr(module, "generate"):  # a capability may generate its own way (budget forcing, streaming)
-        generated = module.generate(model, tokenizer, examples, cap.max_new_tokens,
-                                    **_generate_options(module.generate, cap))
     else:
         generated = generate_examples(model, tokenizer, examples, cap.max_new_tokens, progress=progress)
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}
+    options = _param_options(module.score, cap, skip={"generated", "example"})
     for text, example in zip(generated, examples, strict=True):
-        for key, value in module.score(text, example).items():  # a key only where it applies (audio_accuracy)
+        # a key only where it applies (audio_accuracy)
+        for key, value in module.score(text, example, **options).items():
             totals[key] = totals.get(key, 0.0) + value
             counts[key] = counts.get(key, 0) + 1
     return {k: round(v / counts[k], 4) for k, v in totals.items()}, generated
 
 
-def _generate_options(fn: Any, cap: CapabilityParams) -> dict[str, Any]:
-    """The capability params a module's ``generate`` asks for by name (e.g. ``thinking_budget``)."""
+def _param_options(fn: Any, cap: CapabilityParams, skip: frozenset[str] | set[str] = frozenset({"max_new_tokens"})
+                   ) -> dict[str, Any]:
+    """The capability params a module's ``generate`` or ``score`` asks for by name (e.g.
+    ``thinking_budget``, podcast's ``min_turns``)."""
     import inspect
 
-    accepted = set(inspect.signature(fn).parameters) - {"max_new_tokens"}
+    accepted = set(inspect.signature(fn).parameters) - set(skip)
     return {name: getattr(cap, name) for name in accepted if name in CapabilityParams.__dataclass_fields__}
 
 

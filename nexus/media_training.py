@@ -34,8 +34,8 @@ class MediaRunError(ValueError):
 
 
 def is_media(capability: str) -> bool:
-    """Whether ``capability`` trains on images, audio or video (the registry's multimodal group)."""
-    return registry.CAPABILITIES[capability].group == "multimodal"
+    """Whether ``capability`` trains a composite on images, audio or video (the registry's ``composite``)."""
+    return registry.CAPABILITIES[capability].composite
 
 
 def is_composite(path: str | Path) -> bool:
@@ -73,15 +73,15 @@ def check_settings(capability: str, cap: CapabilityParams) -> None:
 def start_model(cap: CapabilityParams, seed: int, device: str) -> tuple[Any, Any]:
     """``(model, processor)``: the composite ``init_from`` holds, or a new one built from the text
     model ``init_from`` and the encoders (omni: its projectors start random, seeded)."""
-    from nexus.multimodal.compose import build_omni, load_omni
+    from nexus.multimodal.compose import build_omni, load_omni, set_video_sampling
 
     if is_composite(cap.init_from):
         model, processor = load_omni(cap.init_from)
-        processor.video_frames = cap.video_frames  # frames sampled per clip: this capability's setting
+        set_video_sampling(model, processor, cap.video_frames, cap.video_pool)  # this capability's settings
     else:
         model, processor = build_omni(cap.init_from, cap.vision_encoder or None, cap.audio_encoder or None,
                                       image_size=cap.image_size, audio_seconds=cap.audio_seconds, seed=seed,
-                                      video_frames=cap.video_frames)
+                                      video_frames=cap.video_frames, video_pool=cap.video_pool)
     return model.to(device), processor
 
 

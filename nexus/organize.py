@@ -168,14 +168,15 @@ def method_capabilities(path: Path, kind: str) -> tuple[list[str], str]:
 
     A file under a folder named after a capability (``data/raw/cot/pairs.jsonl``) goes to that
     capability only. Otherwise preference and KTO files go to the capabilities trained on general
-    chat or instructions, plain text and labelled safety prompts to every text capability.
+    chat or instructions (text ones: podcast and tri_streaming take chats too, but not anybody's
+    preference pairs), plain text and labelled safety prompts to every text capability.
     """
     methods = METHOD_KINDS[kind]
     name = folder_capability(path)
     if name is not None:
         return [name], f"for {methods} of capability {name} (its folder is named after it)"
-    if kind in ("preference", "unpaired_preference"):
-        caps = capabilities_for_kinds({"chat", "instruction"})
+    if kind in ("preference", "unpaired_preference"):  # the text capabilities that train on chats
+        caps = [n for n in capabilities_for_kinds({"chat", "instruction"}) if CAPABILITIES[n].group == "text"]
         return caps, f"for {methods} of the general-chat capabilities (put it under a folder named " \
                      f"after a capability to target that one)"
     if kind == "prompt_only" and safety_label(path) is None:

@@ -30,6 +30,9 @@ class Capability:
         group: ``text``, ``multimodal`` or ``generation``; the group ``all-<group>`` selects its members.
         implemented: False while no formatter/evaluator exists; choosing it fails up front.
         missing: what has to be built before it can run (shown when ``implemented`` is False).
+        composite: trains a composite with media encoders (images, audio or video in; see
+            :mod:`nexus.media_training`); False for text-in capabilities, podcast included (its
+            voice is a TTS backend, not part of the model).
     """
 
     name: str
@@ -38,6 +41,7 @@ class Capability:
     group: str
     implemented: bool = False
     missing: str = ""
+    composite: bool = False
 
 
 CAPABILITIES: dict[str, Capability] = {
@@ -66,25 +70,23 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             "omni", "convert a text model into one that sees and hears: vision and audio encoders "
             "joined to it through trained projectors",
+            ("text",), "multimodal", implemented=True, composite=True,
+        ),
+        Capability(
+            "podcast", "a document in, a two-host podcast out: the script, voiced by two offline voices",
             ("text",), "multimodal", implemented=True,
         ),
         Capability(
-            "podcast", "multi-speaker podcast script and audio generation",
-            ("text", "audio_out"), "multimodal",
-            missing="audio output head and podcast formatter (multimodal issue)",
-        ),
-        Capability(
             "vision_qa", "answer questions about images",
-            ("text", "vision"), "multimodal", implemented=True,
+            ("text", "vision"), "multimodal", implemented=True, composite=True,
         ),
         Capability(
             "video_understanding", "answer questions about video clips",
-            ("text", "vision", "video"), "multimodal", implemented=True,
+            ("text", "vision", "video"), "multimodal", implemented=True, composite=True,
         ),
         Capability(
-            "tri_streaming", "real-time text, audio and video streaming",
-            ("text", "audio_in", "audio_out", "video"), "multimodal",
-            missing="omni and video-understanding first, then a streaming runtime (multimodal issue)",
+            "tri_streaming", "images and speech in, text and speech streamed out while the reply is written",
+            ("text", "vision", "audio_in"), "multimodal", implemented=True, composite=True,
         ),
         Capability(
             "image_generation", "text-to-image through a projector into SD3",

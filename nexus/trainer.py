@@ -111,8 +111,8 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
     keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
     if is_media(split.capability):
-        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "train_parts",
-                 "lora_from_step")
+        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "video_pool",
+                 "train_parts", "lora_from_step")
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
             "base_model": params.base.model, "data": split.fingerprint}
 

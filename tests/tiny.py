@@ -78,3 +78,17 @@ def build_tiny_encoders(root: Path) -> tuple[Path, Path]:
         decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None)).save_pretrained(audio)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(audio)
     return vision, audio
+
+
+def build_tiny_whisper(root: Path) -> Path:
+    """:func:`build_tiny_encoders`' tiny Whisper plus a 64-symbol tokenizer, saved as a WhisperProcessor
+    folder (what :class:`nexus.speech.transcribe.Transcriber` loads)."""
+    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
+
+    _, audio = build_tiny_encoders(root)
+    symbols = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    symbols += list("0123456789.,")
+    vocab = {("<|endoftext|>" if i == 2 else s): i for i, s in enumerate(symbols)}  # the config's eos is 2
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor.from_pretrained(audio),
+                     tokenizer=WhisperTokenizer(vocab=vocab, merges=[])).save_pretrained(audio)
+    return audio

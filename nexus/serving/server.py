@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Answer a chat-completions body; every failure becomes an OpenAI-style error."""
         try:
             self._request = request = parse_chat_request(body, self.service.max_new_tokens,
-                                                         self.service.modalities)
+                                                         self.service.modalities, self.service.voices)
             self._chat(request)
         except RequestError as err:
             self._send_error(err)
@@ -229,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
             if request.stream:
                 self._send_events(service.chunks(stream, request))
             else:
-                self._send_json(200, service.completion(stream))
+                self._send_json(200, service.completion(stream, request))
 
 
 def _printable(text: str, limit: int = 200) -> str:

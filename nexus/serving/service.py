@@ -12,6 +12,9 @@ from typing import Any
 from nexus.generation.stream import DEFAULT_MAX_NEW_TOKENS, ChatStream, stream_chat
 from nexus.serving.models import model_modalities
 from nexus.serving.requests import ChatRequest
+from nexus.speech.voices import VOICES
+
+AUDIO_TTL_S = 3600  # an audio reply's expires_at: OpenAI's field; nothing is kept server-side after the reply
 
 
 class ChatService:
@@ -32,6 +35,7 @@ class ChatService:
         self.model_name = model_name
         self.max_new_tokens = max_new_tokens
         self.modalities = model_modalities(tokenizer)
+        self.voices = tuple(VOICES)  # any model's reply can be spoken (modalities: ["text", "audio"])
         self.created = int(time.time())
         self._lock = threading.Lock()
         self._active: ChatStream | None = None
@@ -65,32 +69,51 @@ class ChatService:
         return {"prompt_tokens": stream.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": stream.prompt_tokens + completion}
 
-    def completion(self, stream: ChatStream) -> dict[str, Any]:
-        """Run ``stream`` to the end; the ``chat.completion`` object."""
-        text = "".join(stream)
+    def completion(self, stream: ChatStream, request: ChatRequest | None = None) -> dict[str, Any]:
+        """Run ``stream`` to the end; the ``chat.completion`` object (with ``message.audio``, one WAV
+        of the whole reply, when the request asks for audio)."""
+        message: dict[str, Any] = {"role": "assistant"}
+        if request is not None and request.voice:
+            spoken = _spoken(stream, request.voice)
+            message["content"] = "".join(value for kind, value in spoken if kind == "text")
+            message["audio"] = _audio_object(spoken.sentences, request.audio_format, message["content"])
+        else:
+            message["content"] = "".join(stream)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": stream.finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": stream.finish_reason}],
             "usage": self._usage(stream),
         }
 
     def chunks(self, stream: ChatStream, request: ChatRequest) -> Iterator[dict[str, Any]]:
         """The ``chat.completion.chunk`` objects of ``stream``: the role, each text chunk, the finish
-        reason, and (with ``stream_options.include_usage``) a last chunk with ``usage``."""
+        reason, and (with ``stream_options.include_usage``) a last chunk with ``usage``.
+
+        With ``modalities: ["text", "audio"]`` each sentence's audio follows as soon as it is
+        synthesized, while the text keeps streaming: a ``delta.audio`` of ``{"id", "data" (base64:
+        a whole WAV per chunk, or raw pcm16), "transcript" (that sentence), "expires_at"}``; the
+        finish chunk then carries ``nexus_metrics`` (seconds to the first text and audio chunk,
+        seconds of audio, real-time factor)."""
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self.model_name}
         extra = {"usage": None} if request.include_usage else {}
 
-        def chunk(delta: dict[str, str], finish: str | None = None) -> dict[str, Any]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                          "finish_reason": finish}], **extra}
 
         yield chunk({"role": "assistant", "content": ""})
-        for text in stream:
-            yield chunk({"content": text})
-        yield chunk({}, stream.finish_reason or "stop")
+        if request.voice:
+            spoken, audio_id = _spoken(stream, request.voice), f"audio_{uuid.uuid4().hex}"
+            for kind, value in spoken:
+                yield chunk({"content": value} if kind == "text" else
+                            {"audio": _audio_delta(audio_id, [value], request.audio_format, value.text)})
+            yield {**chunk({}, stream.finish_reason or "stop"), "nexus_metrics": spoken.metrics()}
+        else:
+            for text in stream:
+                yield chunk({"content": text})
+            yield chunk({}, stream.finish_reason or "stop")
         if request.include_usage:
             yield {**base, "choices": [], "usage": self._usage(stream)}
 
@@ -103,3 +126,34 @@ class ChatService:
         (``["text", "image", "audio"]``, those it reads)."""
         card = {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "nexus"}
         return {**card, "modalities": self.modalities.names()} if self.modalities.media else card
+
+
+def _spoken(stream: ChatStream, voice: str) -> Any:
+    """``stream``'s text with each sentence spoken by ``voice`` (:class:`nexus.speech.spoken.SpokenStream`)."""
+    from nexus.speech.spoken import SpokenStream
+    from nexus.speech.voices import load_voice
+
+    return SpokenStream(stream, load_voice(voice))
+
+
+def _audio_bytes(sentences: list[Any], audio_format: str) -> bytes:
+    """The sentences' audio as one WAV file, or raw 16-bit samples (``pcm16``)."""
+    from nexus.speech.audio import join, to_pcm16_bytes, to_wav_bytes
+
+    if not sentences:
+        return b""
+    rate = sentences[0].sample_rate
+    samples = join([s.samples for s in sentences], rate, gap_s=0.0)
+    return to_pcm16_bytes(samples) if audio_format == "pcm16" else to_wav_bytes(samples, rate)
+
+
+def _audio_delta(audio_id: str, sentences: list[Any], audio_format: str, transcript: str) -> dict[str, Any]:
+    import base64
+
+    return {"id": audio_id, "data": base64.b64encode(_audio_bytes(sentences, audio_format)).decode("ascii"),
+            "transcript": transcript, "expires_at": int(time.time()) + AUDIO_TTL_S}
+
+
+def _audio_object(sentences: list[Any], audio_format: str, transcript: str) -> dict[str, Any]:
+    """``message.audio`` of a non-streamed reply: the whole reply's speech."""
+    return _audio_delta(f"audio_{uuid.uuid4().hex}", sentences, audio_format, transcript)

@@ -46,6 +46,23 @@ print(type(model).__name__, out.shape[1] - inputs["input_ids"].shape[1])
 """
 
 
+def _tri_subset(root: Path) -> Path:
+    """A few of the real tri_streaming records of each kind (two of the held-out speaker's), with their
+    media, in a folder named after the capability (the organizer routes it there alone)."""
+    source = ROOT / "data" / "samples" / "tri_streaming"
+    records = json.loads((source / "conversations.json").read_text())
+    picked = [r for r in records if "audios" not in r][:4] + [r for r in records if r.get("speaker") == "theo"][:2] \
+        + [r for r in records if r.get("speaker") == "george"][:4]
+    out = root / "tri_streaming"
+    for record in picked:
+        for name in (*record.get("images", []), *record.get("audios", [])):
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, out / name)
+    (out / "conversations.json").write_text(json.dumps(picked))
+    (out / "text_chats.json").write_text(json.dumps(json.loads((source / "text_chats.json").read_text())[:4]))
+    return root
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A project folder: tiny base and encoders, params for omni and vision_qa, organized samples."""
@@ -55,12 +72,15 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["organize"]["sources"] = [str(ROOT / "data" / "samples" / name) for name in ("omni", "vision_qa",
                                                                                        "video_understanding")]
+    data["organize"]["sources"].append(str(_tri_subset(root.parent / "tri")))
     parked = data.pop("parked")
     data["capabilities"] = {
         "omni": {**parked["omni"], **TINY, "vision_encoder": str(vision), "audio_encoder": str(audio)},
         "vision_qa": {**parked["vision_qa"], **TINY, "init_from": "models/capabilities/omni"},
         "video_understanding": {**parked["video_understanding"], **TINY, "video_frames": 3, "remote_code": True,
                                 "init_from": "models/capabilities/omni"},
+        "tri_streaming": {**parked["tri_streaming"], **TINY, "max_new_tokens": 6,
+                          "init_from": "models/capabilities/omni"},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     cwd = Path.cwd()
@@ -159,3 +179,23 @@ def test_video_understanding_reads_clips_and_scores_digit_sequences(project: Pat
          "--out", "reports/eval/video_understanding")
     metrics = json.loads((project / "reports" / "eval" / "video_understanding" / "metrics.json").read_text())
     assert metrics["n"] == 2 and set(metrics["trained"]) == {"accuracy", "digit_accuracy"}
+
+
+def test_tri_streaming_trains_from_omni_and_measures_text_and_speech(project: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (project / "models" / "capabilities" / "omni" / "config.json").is_file():
+        pytest.skip("needs omni's output (the first test)")
+    _run(project, monkeypatch, "train", "--params", "params.yaml", "--capability", "tri_streaming",
+         "--out", "models/capabilities/tri_streaming", "--data", "data/organized", "--modality", "data/modality.json")
+    _run(project, monkeypatch, "eval", "--params", "params.yaml", "--capability", "tri_streaming",
+         "--model", "models/capabilities/tri_streaming", "--data", "data/organized",
+         "--out", "reports/eval/tri_streaming")
+    metrics = json.loads((project / "reports" / "eval" / "tri_streaming" / "metrics.json").read_text())
+    assert metrics["n"] == 4  # the held-out speaker's two + eval_size 2 drawn from images and chats
+    for model in ("base", "trained"):
+        scores = metrics[model]
+        assert {"accuracy", "streamed", "ttft_s", "tokens_per_s"} <= set(scores), scores
+        assert scores["ttft_s"] > 0 and scores["tokens_per_s"] > 0
+    rows = [json.loads(line) for line in
+            (project / "reports/eval/tri_streaming/predictions.jsonl").read_text().splitlines()]
+    assert sum(1 for r in rows if any("_theo_" in a for a in r.get("audios", []))) == 2

@@ -50,7 +50,7 @@ def test_project_spec_loads() -> None:
 def test_wheels_file_pins_the_spec_wheels() -> None:
     lines = [ln for ln in (ROOT / "configs/encoder-wheels.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
-    assert sorted(lines) == sorted(e.wheel.pip_line() for e in load_spec(ROOT / SPEC_FILE).offline())
+    assert sorted(lines) == sorted(pin.pip_line() for pin in load_spec(ROOT / SPEC_FILE).wheels())
 
 
 @pytest.mark.parametrize(("edit", "key", "words"), [

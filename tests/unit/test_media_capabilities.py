@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nexus import capabilities
 from nexus.capabilities import SkipRecord, omni, video_understanding, vision_qa
 from nexus.examples import load_examples
 from nexus.organize import organize
@@ -22,7 +23,7 @@ FILES = {  # sample file: (format, capabilities, records)
     "vision_qa/digits_questions.json": ("mllm_image", ["vision_qa"], 600),
     "video_understanding/digit_sequences.json": ("mllm_video", ["video_understanding"], 200),
     "video_understanding/llamafactory/mllm_video_demo.json": ("mllm_video", ["video_understanding"], 3),
-    "llamafactory/data/mllm_demo.json": ("mllm_image", ["omni", "vision_qa"], 6),
+    "llamafactory/data/mllm_demo.json": ("mllm_image", ["omni", "vision_qa", "tri_streaming"], 6),
 }
 MODULES = {"omni": omni, "vision_qa": vision_qa, "video_understanding": video_understanding}
 PLACEHOLDER = {"images": "<image>", "audios": "<audio>", "videos": "<video>"}
@@ -57,7 +58,7 @@ def test_every_sample_record_formats_to_a_contract_example(name):
     records = _records(name)
     assert len(records) == n
     for cap in caps:
-        fn = MODULES[cap].FORMATTERS[fmt]
+        fn = capabilities.load(cap).FORMATTERS[fmt]
         for record in records:
             _check_contract(fn(record), (ROOT / SAMPLES / name).parent)
 

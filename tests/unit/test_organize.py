@@ -36,11 +36,14 @@ EXPECTED = {
     f"{LF}/alpaca_en_demo.json": ("alpaca", "instruction", ["streaming"]),
     f"{LF}/glaive_toolcall_en_demo.json": ("sharegpt_tools", "tool_calls", ["tools"]),
     f"{LF}/reason_tool_use_demo_50.jsonl": ("messages_tools", "tool_calls", ["tools"]),
-    f"{LF}/mllm_demo.json": ("mllm_image", "image", ["omni", "vision_qa"]),
+    f"{LF}/mllm_demo.json": ("mllm_image", "image", ["omni", "vision_qa", "tri_streaming"]),
     "data/samples/omni/digits_captions.json": ("mllm_image", "image", ["omni"]),  # its folder picks omni
     "data/samples/omni/spoken_digits.json": ("mllm_audio", "audio", ["omni"]),
     "data/samples/omni/llamafactory/mllm_audio_demo.json": ("mllm_audio", "audio", ["omni"]),
     "data/samples/vision_qa/digits_questions.json": ("mllm_image", "image", ["vision_qa"]),
+    "data/samples/podcast/scripts.jsonl": ("messages", "chat", ["podcast"]),  # its folder picks podcast
+    "data/samples/tri_streaming/conversations.json": ("mllm_image", "image", ["tri_streaming"]),
+    "data/samples/tri_streaming/text_chats.json": ("messages", "chat", ["tri_streaming"]),
     "data/samples/video_understanding/digit_sequences.json": ("mllm_video", "video", ["video_understanding"]),
     "data/samples/video_understanding/llamafactory/mllm_video_demo.json":
         ("mllm_video", "video", ["video_understanding"]),
@@ -110,7 +113,7 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
                for n in catalog.notes)
     assert not any(n.startswith("streaming: no preference file") for n in catalog.notes)
     assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
-    assert "skipped 1709 media files" in " ".join(catalog.notes)
+    assert "skipped 1989 media files" in " ".join(catalog.notes)
     assert not any(n.startswith("omni: no preference file") for n in catalog.notes)  # sft only
 
     written = json.loads((out / "catalog.json").read_text(encoding="utf-8"))
@@ -285,8 +288,8 @@ def test_routing_follows_the_formatters():
 
 def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
     text = format_summary(organize([SAMPLES], tmp_path / "o"))
-    assert text.splitlines()[0].endswith("18 data files into " + (tmp_path / "o").as_posix()
-                                         + ": 18 placed, 0 unplaced")
+    assert text.splitlines()[0].endswith("21 data files into " + (tmp_path / "o").as_posix()
+                                         + ": 21 placed, 0 unplaced")
     assert "  cot " in text and "  vision_qa " in text and "unplaced" not in text.split("\n", 1)[1]
 
 

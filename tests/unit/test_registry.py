@@ -46,14 +46,15 @@ def test_unknown_name_lists_the_runnable_names_and_the_declared_ones_apart():
 
 
 def test_unimplemented_name_says_what_is_missing():
-    with pytest.raises(registry.NotImplementedCapabilityError, match="podcast.*not implemented"):
-        registry.resolve("podcast")
+    with pytest.raises(registry.NotImplementedCapabilityError, match="image_generation.*not implemented"):
+        registry.resolve("image_generation")
 
 
 def test_hyphenated_names_are_accepted():
     assert registry.resolve("vision-qa") == (["vision_qa"], [])
-    with pytest.raises(registry.NotImplementedCapabilityError, match="tri_streaming"):
-        registry.resolve("Tri-Streaming")
+    assert registry.resolve("Tri-Streaming") == (["tri_streaming"], [])
+    with pytest.raises(registry.NotImplementedCapabilityError, match="remotion_explainer"):
+        registry.resolve("Remotion-Explainer")
 
 
 def test_registry_cli_runs_on_plain_python_without_dependencies():
@@ -64,7 +65,7 @@ def test_registry_cli_runs_on_plain_python_without_dependencies():
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "; valid: cot, " in bad.stderr
-    assert "; declared, not trainable yet: podcast, " in bad.stderr
+    assert "; declared, not trainable yet: image_generation, " in bad.stderr
 
 
 def _registry(*args: str) -> subprocess.CompletedProcess:
@@ -80,7 +81,7 @@ def test_check_mode_says_only_what_is_wrong():
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown capability 'nosuch'; valid: ")
     group = _registry("all")
     assert group.stdout.split() == registry.implemented()
-    assert group.stderr.count("note: skipping 'podcast' ") == 1
+    assert group.stderr.count("note: skipping 'image_generation' ") == 1
     assert len(group.stderr.splitlines()) == len(registry.CAPABILITIES) - len(registry.implemented())
 
 

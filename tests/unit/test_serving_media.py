@@ -161,6 +161,49 @@ def test_the_openai_client_sends_an_image_streamed_and_not(client, composite):
     assert chunks[-1].choices[0].finish_reason == full.choices[0].finish_reason
 
 
+def _as_dict(value) -> dict:
+    """An SDK object (the client types ``delta.audio``) or a plain dict, as a dict."""
+    return value if isinstance(value, dict) else value.model_dump()
+
+
+def _wav(data: str) -> tuple[int, int]:
+    """(rate, frames) of a base64 WAV chunk."""
+    with wave.open(io.BytesIO(base64.b64decode(data)), "rb") as w:
+        return w.getframerate(), w.getnframes()
+
+
+def test_the_openai_client_streams_text_and_speech_for_an_image_and_a_clip(client):
+    """Tri-streaming: an image and a clip in; text deltas and sentence audio (each a WAV) out, while
+    the text streams; the finish chunk carries the measurements."""
+    messages = user({"type": "text", "text": QUESTION}, IMAGE_PART, AUDIO_PART)
+    chunks = list(client.chat.completions.create(model=NAME, messages=messages, stream=True, max_tokens=12,
+                                                 modalities=["text", "audio"],
+                                                 audio={"voice": "heart", "format": "wav"}))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    text = "".join(d.content or "" for d in deltas)
+    assert sum(1 for d in deltas if d.content) > 1  # the text streamed in more than one chunk
+    audio = [_as_dict(d.audio) for d in deltas if getattr(d, "audio", None)]
+    assert audio, "no audio chunk came back"
+    for part in audio:
+        rate, frames = _wav(part["data"])
+        assert rate == 24000 and frames > 0 and part["id"] == audio[0]["id"] and part["transcript"].strip()
+    assert " ".join(p["transcript"] for p in audio).split() == text.split()  # every sentence was spoken
+    metrics = (chunks[-1].model_extra or {}).get("nexus_metrics") or (chunks[-2].model_extra or {})["nexus_metrics"]
+    assert 0 <= metrics["first_text_s"] <= metrics["first_audio_s"] and metrics["audio_s"] > 0
+
+
+def test_a_spoken_reply_without_streaming_holds_one_wav(client):
+    full = client.chat.completions.create(model=NAME, messages=user({"type": "text", "text": QUESTION}, AUDIO_PART),
+                                          modalities=["text", "audio"], audio={"voice": "joe", "format": "wav"})
+    message = full.choices[0].message
+    rate, frames = _wav(message.audio.data)
+    assert rate == 22050 and frames > 0 and message.audio.transcript == message.content
+    raw = client.chat.completions.create(model=NAME, messages=user({"type": "text", "text": QUESTION}),
+                                         modalities=["text", "audio"], audio={"voice": "heart", "format": "pcm16"})
+    pcm = base64.b64decode(raw.choices[0].message.audio.data)  # bare 16-bit samples: no RIFF header
+    assert pcm and len(pcm) % 2 == 0 and not pcm.startswith(b"RIFF")
+
+
 @pytest.mark.parametrize(("messages", "param", "words"), [
     (user({"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "https://x.org/a.png"}}),
      "messages[0].content[1]", "not fetched"),
@@ -178,12 +221,32 @@ def test_the_openai_client_sends_an_image_streamed_and_not(client, composite):
     ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [IMAGE_PART]},
       {"role": "user", "content": "And?"}], "messages[1].content[0]", "user messages"),
     (user({"type": "file", "file": {"file_data": "x"}}), "messages[0].content[0]", "not supported"),
+    (user({"type": "input_audio", "input_audio": {"data": WAV_B64, "format": "aiff"}}),
+     "messages[0].content[0]", "aiff"),
 ])
 def test_bad_media_are_refused_naming_the_part(server, messages, param, words):
     status, body = post(server, {"messages": messages})
     assert status == 400, body
     assert body["error"]["param"] == param and words in body["error"]["message"]
     assert body["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(("extra", "param", "words"), [
+    ({"modalities": ["text", "video"]}, "modalities", "must be"),
+    ({"modalities": ["text", "audio"]}, "audio", "give 'audio'"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "audio.voice", "heart"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "heart", "format": "opus"}}, "audio.format", "pcm16"),
+])
+def test_bad_audio_output_requests_are_refused_naming_the_field(server, extra, param, words):
+    status, body = post(server, {"messages": [{"role": "user", "content": "Hi"}], **extra})
+    assert status == 400 and body["error"]["param"] == param and words in body["error"]["message"], body
+
+
+def test_a_prompt_over_the_context_is_refused_and_the_server_keeps_serving(server):
+    status, body = post(server, {"messages": user({"type": "text", "text": "word " * 5000}, IMAGE_PART)})
+    assert status == 400 and body["error"]["code"] == "context_length_exceeded", body
+    status, body = post(server, {"messages": user({"type": "text", "text": QUESTION}, IMAGE_PART)})
+    assert status == 200 and body["choices"][0]["message"]["content"] is not None
 
 
 def test_media_for_a_text_model_are_refused_as_text_only(tiny_model_dir):
