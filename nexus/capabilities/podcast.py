@@ -18,10 +18,11 @@ Scoring on held-out documents:
 - ``format_ok`` (headline): the reply parses as a script, two speakers alternate, and the turn count is
   within ``min_turns``..``max_turns``; ``parses`` and ``alternates`` alone, and ``turns`` (the count).
 - ``coverage``: the share of the document's key terms (:func:`key_terms`) the script's lines use.
-- ``wer`` (lower is better) and ``rendered``: on the first ``round_trip`` documents, the script is voiced
-  (:func:`nexus.speech.dialogue.render_dialogue`) and read back by the Whisper model of ``audio_encoder``;
-  ``wer`` is the word error rate of that transcript against the script's lines (1.0 for a reply that
-  has no script to voice).
+- ``rendered`` and ``wer`` (lower is better): on the first ``round_trip`` documents, ``rendered`` is the
+  share of replies with a script to voice; each script is voiced
+  (:func:`nexus.speech.dialogue.render_dialogue`) and read back by the Whisper model of ``audio_encoder``,
+  and ``wer`` is the word error rate of that transcript against the script's lines, averaged over the
+  voiced scripts (absent when none could be voiced).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ class ScriptError(ValueError):
 
 def excerpt(document: str, words: int = EXCERPT_WORDS) -> str:
     """The start of ``document`` the model reads: whole sentences (:func:`nexus.speech.audio.split_sentences`,
-    after joining run-on sentences such as ``state.Alabama`` and dropping empty brackets), up to the one
-    that passes ``words`` words; the whole text when it is shorter.
+    after splitting run-on sentences such as ``state.Alabama``, dropping empty brackets and turning
+    straight double quotes into curly ones, so a script quoting the document needs no JSON escapes), up
+    to the one that passes ``words`` words; the whole text when it is shorter.
 
     Raises:
         ValueError: the document holds no words.
@@ -72,6 +74,7 @@ def excerpt(document: str, words: int = EXCERPT_WORDS) -> str:
 
     text = re.sub(r"\(\s*[;,]?\s*\)", "", document)
     text = re.sub(r"(?<=[a-z0-9][.!?])(?=[A-Z][a-z])", " ", text)
+    text = re.sub(r'"(?=\w)', "\u201c", text).replace('"', "\u201d")  # curly quotes: no escapes in the JSON script
     kept: list[str] = []
     for sentence in split_sentences(text):
         kept.append(" ".join(sentence.split()))
@@ -214,14 +217,15 @@ def voice_lines(turns: list[dict[str, str]], voices: list[str]) -> list[tuple[st
 
 def round_trip_metrics(reply: str, voices: list[str], transcriber: Any) -> dict[str, float]:
     """Voice ``reply``'s script and transcribe it: ``wer`` against its lines, ``rendered`` 1.0, and the
-    audio's length ``audio_s``; a reply without a script scores ``wer`` 1.0 and ``rendered`` 0.0."""
+    audio's length ``audio_s``; a reply without a script scores only ``rendered`` 0.0 (the word error
+    rate is of voiced scripts; format_ok already counts the ones that are not)."""
     from nexus.speech.dialogue import render_dialogue
     from nexus.speech.transcribe import word_error_rate
 
     try:
         turns = parse_script(reply)
     except ScriptError:
-        return {"wer": 1.0, "rendered": 0.0}
+        return {"rendered": 0.0}
     dialogue = render_dialogue(voice_lines(turns, voices))
     heard = transcriber.transcribe(dialogue.joined(), dialogue.sample_rate)
     return {"wer": min(1.0, word_error_rate(script_text(turns), heard)), "rendered": 1.0,

@@ -57,9 +57,9 @@ def test_podcast_trains_and_reports_format_coverage_and_round_trip(project: Path
     assert metrics["n"] == 2
     for which in ("base", "trained"):
         scores = metrics[which]
-        assert {"format_ok", "parses", "alternates", "turns", "coverage", "wer", "rendered"} <= set(scores)
+        assert {"format_ok", "parses", "alternates", "turns", "coverage", "rendered"} <= set(scores)
         assert scores["format_ok"] == 0.0  # 8 new tokens of a random model are no script
-        assert (scores["wer"], scores["rendered"]) == (1.0, 0.0)  # so there was nothing to voice
+        assert scores["rendered"] == 0.0 and "wer" not in scores  # so there was nothing to voice
     predictions = [json.loads(line) for line in
                    (project / "reports" / "eval" / "podcast" / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 and all("Document:\n" in p["prompt"] for p in predictions)
