@@ -91,7 +91,7 @@ class SpokenStream:
                 parts = split_sentences(buffer)
                 if len(parts) > 1:  # all but the last are complete; the last may still grow
                     pending.extend(worker.submit(self._speak, s) for s in parts[:-1])
-                    buffer = parts[-1]
+                    buffer = buffer[buffer.rfind(parts[-1]):]  # the open sentence, its trailing space kept
                 yield from self._ready(pending, wait=False)
             if buffer.strip():
                 pending.append(worker.submit(self._speak, buffer.strip()))

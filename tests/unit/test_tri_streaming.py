@@ -70,11 +70,15 @@ class SlowVoice:
         return numpy.zeros(4000, dtype=numpy.float32)
 
 
-def test_spoken_stream_speaks_each_sentence_while_text_keeps_coming() -> None:
+@pytest.mark.parametrize("pieces", [
+    ["Hello", " there.", " How are", " you? I", " am fine", "."],  # spaces before words
+    ["Hello ", "there. ", "How ", "are ", "you? ", "I ", "am ", "fine."],  # after them, as TextIteratorStreamer
+])
+def test_spoken_stream_speaks_each_sentence_while_text_keeps_coming(pieces: list[str]) -> None:
     from nexus.speech.spoken import SpokenStream
 
     def chunks():
-        for piece in ["Hello", " there.", " How are", " you? I", " am fine", "."]:
+        for piece in pieces:
             time.sleep(0.15)
             yield piece
 
