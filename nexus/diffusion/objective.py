@@ -1,0 +1,62 @@
+"""The flow-matching loss that trains the projector, as a module a transformers ``Trainer`` minimizes.
+
+For an (image, caption) batch: the frozen LM reads the caption (last hidden states), the projector
+turns them into SD3's conditioning, the frozen VAE encodes the image into latents ``x0``; with noise
+``e`` and a level ``s`` drawn uniformly in (0, 1), the frozen transformer sees ``(1 - s) x0 + s e`` at
+timestep ``1000 s`` and is asked for the velocity ``e - x0`` (rectified flow, as SD3 was trained). Only
+the projector's weights get gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nexus.diffusion.parts import DiffusionParts
+from nexus.diffusion.projector import TextProjector
+
+
+def caption_states(language_model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The LM's last hidden states for the prompts (no gradients: the LM is frozen)."""
+    with torch.no_grad():
+        out = language_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    return out.hidden_states[-1]
+
+
+class FlowMatchingObjective(torch.nn.Module):
+    """``forward(input_ids, attention_mask, pixel_values) -> {"loss"}``; trains ``projector`` alone.
+
+    Args:
+        language_model: a causal LM (frozen here).
+        projector: the :class:`TextProjector` being trained.
+        parts: the diffusion parts (frozen here).
+    """
+
+    def __init__(self, language_model: Any, projector: TextProjector, parts: DiffusionParts) -> None:
+        super().__init__()
+        self.language_model = language_model.requires_grad_(False).eval()
+        self.projector = projector
+        self.parts = parts.freeze()
+        self.transformer, self.vae = parts.transformer, parts.vae  # registered: moved with .to(device)
+
+    def latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> the VAE's scaled latents."""
+        config = self.vae.config
+        with torch.no_grad():
+            sample = self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.sample()
+        return (sample - (config.shift_factor or 0.0)) * config.scaling_factor
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                **_: Any) -> dict[str, torch.Tensor]:
+        """The batch's flow-matching loss."""
+        hidden = caption_states(self.language_model, input_ids, attention_mask)
+        prompt_embeds, pooled = self.projector(hidden.to(self.projector.dtype), attention_mask)
+        x0 = self.latents(pixel_values)
+        noise = torch.randn_like(x0)
+        sigma = torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype)
+        level = sigma.view(-1, 1, 1, 1)
+        noisy = (1.0 - level) * x0 + level * noise
+        velocity = self.transformer(hidden_states=noisy, encoder_hidden_states=prompt_embeds.to(x0.dtype),
+                                    pooled_projections=pooled.to(x0.dtype), timestep=sigma * 1000.0).sample
+        return {"loss": torch.nn.functional.mse_loss(velocity.float(), (noise - x0).float())}
