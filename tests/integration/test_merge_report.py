@@ -6,6 +6,7 @@ import sys
 
 import yaml
 
+from nexus.params_edit import select_capabilities
 from tests.project import copy_project, edit_params, env, git, run, tiny_params
 
 LOAD_WITHOUT_NEXUS = """
@@ -29,6 +30,7 @@ print("loaded", type(model).__name__)
 def test_merge_chain_and_scorecard(tmp_path, tiny_model_dir):
     repo = copy_project(tmp_path / "project")
     tiny_params(repo, tiny_model_dir, steps=2)
+    select_capabilities(repo / "params.yaml", ["cot", "reasoning", "thinking"])  # tools, streaming parked: time
     # thinking trains in a chain on top of cot; cot and reasoning are merged as adapters
     edit_params(repo, capabilities__thinking__init_from="models/capabilities/cot",
                 merge__capabilities=["cot", "reasoning"])
