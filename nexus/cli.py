@@ -92,12 +92,16 @@ def _cmd_podcast(args: argparse.Namespace) -> int:
 
     params = load_params(args.params)
     entry = params.capabilities.get("podcast") or params.parked.get("podcast")  # defaults: its params entry
-    voices = args.voices.split(",") if args.voices else (entry.voices if entry else ["heart", "joe"])
-    request = PodcastRequest(
-        Path(args.document), Path(args.out), model=args.model, script=Path(args.script) if args.script else None,
-        voices=tuple(v.strip() for v in voices if v.strip()),
-        max_new_tokens=args.max_new_tokens or (entry.max_new_tokens if entry else 320),
-        min_turns=entry.min_turns if entry else 4, max_turns=entry.max_turns if entry else 12)
+    settings: dict = {}  # what neither a flag nor params.yaml sets keeps PodcastRequest's default
+    if entry is not None:
+        settings = {"voices": tuple(entry.voices), "max_new_tokens": entry.max_new_tokens,
+                    "min_turns": entry.min_turns, "max_turns": entry.max_turns}
+    if args.voices:
+        settings["voices"] = tuple(v.strip() for v in args.voices.split(",") if v.strip())
+    if args.max_new_tokens:
+        settings["max_new_tokens"] = args.max_new_tokens
+    request = PodcastRequest(Path(args.document), Path(args.out), model=args.model,
+                             script=Path(args.script) if args.script else None, **settings)
     logs.setup("podcast")
     script = make_podcast(request)
     print(f"podcast: {len(script['turns'])} turns, {script['seconds']} s, voices "
@@ -335,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a document in, a two-host podcast out: script.json, one WAV per turn, podcast.wav")
     p.add_argument("document", help="a UTF-8 text or Markdown file")
     p.add_argument("--out", required=True, help="output folder (replaced whole, atomically)")
-    p.add_argument("--model", default="models/capabilities/podcast",
+    p.add_argument("--model", default="models/capabilities/podcast",  # nexus.podcast.DEFAULT_MODEL (no import here)
                    help="the podcast model: HF or adapter folder (default: %(default)s, from make train CAPS=podcast)")
     p.add_argument("--script", help="voice this script instead of asking a model (a JSON list of turns, or a "
                    "script.json written before)")

@@ -33,7 +33,7 @@ from nexus.capabilities.podcast import (
 
 DEFAULT_MODEL = "models/capabilities/podcast"
 DEFAULT_VOICES = ("heart", "joe")
-DEFAULT_MAX_NEW_TOKENS = 320
+DEFAULT_MAX_NEW_TOKENS = 384  # params.yaml's podcast entry sets it too
 
 
 class PodcastError(ValueError):
@@ -135,10 +135,11 @@ def make_podcast(request: PodcastRequest) -> dict[str, Any]:
         dialogue = render_dialogue(lines)
     except SpeechError as error:
         raise PodcastError(f"--voices: {error}") from error
+    joined = dialogue.joined()
     script: dict[str, Any] = {
         "document": str(request.document), "excerpt": document, "script_from": source,
         "voices": {turn["speaker"]: voice for turn, (voice, _) in zip(turns, lines, strict=True)},
-        "sample_rate": dialogue.sample_rate, "seconds": round(dialogue.seconds, 2), "turns": [],
+        "sample_rate": dialogue.sample_rate, "seconds": round(len(joined) / dialogue.sample_rate, 2), "turns": [],
     }
     with atomic_dir(request.out) as folder:
         (folder / "turns").mkdir()
@@ -147,7 +148,6 @@ def make_podcast(request: PodcastRequest) -> dict[str, Any]:
             write_wav(folder / name, audio, dialogue.sample_rate)
             script["turns"].append({**turn, "voice": voice, "audio": name,
                                     "seconds": round(len(audio) / dialogue.sample_rate, 2)})
-        joined = dialogue.joined()
         write_wav(folder / "podcast.wav", joined, dialogue.sample_rate)
         script["mp3"] = write_mp3(folder / "podcast.mp3", joined, dialogue.sample_rate)
         write_json_atomic(script, folder / "script.json")

@@ -227,9 +227,10 @@ def round_trip_metrics(reply: str, voices: list[str], transcriber: Any) -> dict[
     except ScriptError:
         return {"rendered": 0.0}
     dialogue = render_dialogue(voice_lines(turns, voices))
-    heard = transcriber.transcribe(dialogue.joined(), dialogue.sample_rate)
+    joined = dialogue.joined()
+    heard = transcriber.transcribe(joined, dialogue.sample_rate)
     return {"wer": min(1.0, word_error_rate(script_text(turns), heard)), "rendered": 1.0,
-            "audio_s": round(dialogue.seconds, 2)}
+            "audio_s": round(len(joined) / dialogue.sample_rate, 2)}
 
 
 def score(generated: str, example: Example, min_turns: int = TURN_BOUNDS[0],

@@ -29,11 +29,6 @@ class Dialogue:
         """All turns back to back with ``gap_s`` seconds of silence between them."""
         return join(self.turns, self.sample_rate, gap_s=gap_s)
 
-    @property
-    def seconds(self) -> float:
-        """Length of the joined audio in seconds."""
-        return len(self.joined()) / self.sample_rate
-
 
 def render_dialogue(lines: Sequence[tuple[str, str]]) -> Dialogue:
     """Speak each ``(voice, text)`` line with its voice (:func:`nexus.speech.voices.load_voice`).
