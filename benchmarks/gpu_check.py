@@ -82,7 +82,8 @@ def train_adapter(model_dir: Path, adapter: str, steps: int, batch: int, result:
     from nexus.device import DeviceProfile
     from nexus.loading import load_tokenizer
     from nexus.methods import METHODS, TrainContext, load_params
-    from nexus.trainer import apply_adapter, load_start_model, trainable_summary, training_arguments
+    from nexus.text_training import apply_adapter, load_start_model
+    from nexus.trainer import trainable_summary, training_arguments
 
     params = load_params(ROOT / "params.yaml")
     cap = dataclasses.replace(params.capabilities["cot"], adapter=adapter, max_steps=steps, batch_size=batch,

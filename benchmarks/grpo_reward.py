@@ -35,7 +35,8 @@ def run(model_path: str, steps: int, prompts: int, generations: int, max_new_tok
     from nexus.methods import METHODS, TrainContext, load_params
     from nexus.methods.grpo import GRPOSettings
     from nexus.methods.rewards import reward_of
-    from nexus.trainer import apply_adapter, training_arguments
+    from nexus.text_training import apply_adapter
+    from nexus.trainer import training_arguments
 
     params = load_params(ROOT / "params.yaml")
     cap = dataclasses.replace(params.capabilities["cot"], method="grpo", max_steps=steps, batch_size=prompts,

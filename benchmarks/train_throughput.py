@@ -42,6 +42,7 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
     from nexus.config import CapabilityParams
     from nexus.loading import load_model, load_tokenizer
     from nexus.methods import METHODS, TrainContext, parse_params
+    from nexus.text_training import apply_adapter
 
     torch.manual_seed(0)
     rows = _rows(steps * batch_size)
@@ -72,7 +73,7 @@ def run_variant(variant: str, model_path: str, steps: int, batch_size: int, max_
         profile = nexus_trainer.DeviceProfile.detect()
         args = nexus_trainer.training_arguments(cap, params, Path(out), profile)
         args.update(save_strategy="no")
-        model = nexus_trainer.apply_adapter(load_model(model_path), cap)
+        model = apply_adapter(load_model(model_path), cap)
         trainer = METHODS["sft"].build(TrainContext(
             capability="cot", model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
             callbacks=[], profile=profile, examples=rows))

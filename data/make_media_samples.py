@@ -1,4 +1,4 @@
-"""Build the multimodal samples (data/samples/omni, vision_qa, video_understanding, tri_streaming).
+"""Build the multimodal samples (data/samples/omni, vision_qa, video_understanding, tri_streaming, image_generation).
 
 They are made from ../shared/datasets. Deterministic: the same inputs give byte-identical outputs
 (fixed row selection, a seeded RNG for the clips, single-threaded H.264 encoding). Each folder's
@@ -21,6 +21,7 @@ import filecmp
 import gzip
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -56,7 +57,10 @@ OWNED = {
     "vision_qa": ("digits_questions.json", "digits"),
     "video_understanding": ("digit_sequences.json", "clips", "llamafactory"),
     "tri_streaming": ("conversations.json", "text_chats.json", "digits", "fsdd"),
+    "image_generation": ("captions.jsonl", "dog"),
 }
+INSTANCE_PROMPT = "a photo of sks dog"  # DreamBooth's instance prompt: unique token + class
+LIVE_SUBJECT_PROMPT = re.compile(r"'(a [^']*\{0\} \{1\}[^']*)'\.format")
 
 
 def digit_rows(shared: Path) -> list[tuple[list[int], int]]:
@@ -218,13 +222,34 @@ def clip_records(out: Path, rows: list, pool: dict[int, list[int]]) -> list[dict
     return records
 
 
+def dreambooth_records(out: Path, shared: Path) -> list[dict]:
+    """The DreamBooth dog: its 5 photos copied unmodified, each with the instance prompt (train), and
+    the paper's 25 live-subject prompts (unique token sks, class dog) held out (test), each paired
+    with one photo in turn as the reference the DINO score compares with (not a caption of it)."""
+    source = shared / "dreambooth" / "dataset"
+    (out / "dog").mkdir(parents=True)
+    photos = sorted(p.name for p in (source / "dog").glob("*.jpg"))
+    for name in photos:
+        shutil.copyfile(source / "dog" / name, out / "dog" / name)
+    text = (source / "prompts_and_classes.txt").read_text(encoding="utf-8")
+    live = [p.format("sks", "dog") for p in LIVE_SUBJECT_PROMPT.findall(text.split("Live Subject Prompts", 1)[1])]
+    records = [{"image": f"dog/{name}", "text": INSTANCE_PROMPT, "split": "train"} for name in photos]
+    records += [{"image": f"dog/{photos[n % len(photos)]}", "text": prompt, "split": "test"}
+                for n, prompt in enumerate(live)]
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
 def build(samples: Path, shared: Path) -> dict[str, int]:
     """Write the three folders' data under ``samples``; returns record counts per file."""
     rows = digit_rows(shared)
     omni_rows, vqa_rows, rest = split_rows(rows)
     omni, vqa, video = samples / "omni", samples / "vision_qa", samples / "video_understanding"
-    tri = samples / "tri_streaming"
-    for folder in (omni, vqa, video, tri):
+    tri, images = samples / "tri_streaming", samples / "image_generation"
+    for folder in (omni, vqa, video, tri, images):
         folder.mkdir(parents=True, exist_ok=True)
         for name in OWNED[folder.name]:
             target = folder / name
@@ -243,6 +268,9 @@ def build(samples: Path, shared: Path) -> dict[str, int]:
     ):
         write_records(path, records)
         counts[path.relative_to(samples).as_posix()] = len(records)
+    captions = images / "captions.jsonl"
+    write_jsonl(captions, dreambooth_records(images, shared))
+    counts[captions.relative_to(samples).as_posix()] = len(captions.read_text(encoding="utf-8").splitlines())
     copy_llamafactory(omni, shared, "mllm_audio_demo.json")
     copy_llamafactory(video, shared, "mllm_video_demo.json")
     return counts

@@ -108,6 +108,10 @@ class CapabilityParams:
     round_trip: int = 3  # podcast: held-out scripts rendered to speech and read back by Whisper (word error rate)
     min_turns: int = 4  # podcast: a script's turn count bounds (format compliance)
     max_turns: int = 12
+    diffusion_model: str = ""  # generation: a local diffusers folder (SD3.5); '' = tiny random parts (noise)
+    output_size: int = 32  # generation: pixels per side of the images trained on and generated (multiple of 16)
+    diffusion_steps: int = 20  # generation: denoising steps per sample at eval and in nexus generate-image
+    guidance_scale: float = 1.0  # generation: classifier-free guidance (1 = off; the unconditional branch is zero)
     lora_from_step: int = 0  # adapter lora: the LM's LoRA trains from this step on, train_parts alone before (0: all)
     method_settings: Any = field(default=None, metadata={"resolved": True})
 
@@ -274,6 +278,9 @@ def _check_capability(where: str, cap: CapabilityParams, errors: list[str]) -> N
             or cap.video_pool < 1:
         errors.append(f"{where}: image_size must be a multiple of 14 px (the encoder's patch), audio_seconds "
                       f"at least 1, video_frames and video_pool at least 1")
+    if cap.output_size < 16 or cap.output_size % 16 or cap.diffusion_steps < 1 or cap.guidance_scale < 1:
+        errors.append(f"{where}: output_size must be a multiple of 16 px (the VAE and patch strides), "
+                      f"diffusion_steps at least 1, guidance_scale at least 1 (1 = off)")
     if cap.long_context < 0:
         errors.append(f"{where}.long_context: a context length in tokens, or 0 (off)")
     budget, room = cap.thinking_budget, cap.effective().max_new_tokens

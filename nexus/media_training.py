@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus import registry
-from nexus.config import CapabilityParams
+from nexus.config import CapabilityParams, Params
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ class MediaRunError(ValueError):
 
 
 def is_media(capability: str) -> bool:
-    """Whether ``capability`` trains a composite on images, audio or video (the registry's ``composite``)."""
-    return registry.CAPABILITIES[capability].composite
+    """Whether ``capability`` trains a composite on images, audio or video (registry ``kind`` composite)."""
+    return registry.CAPABILITIES[capability].kind == "composite"
 
 
 def is_composite(path: str | Path) -> bool:
@@ -150,3 +150,34 @@ def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any,
     start = dataclasses.replace(cap, init_from=str(path))
     model, processor = start_model(start, seed, DeviceProfile.detect().device)
     return model.eval(), processor
+
+
+class CompositeKind:
+    """A composite with media encoders (:mod:`nexus.media_training`), always saved whole."""
+
+    schedule_keys = ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames",
+                     "video_pool", "train_parts", "lora_from_step")
+
+    def check(self, run: Any, params: Params) -> str | None:
+        """What :func:`check_settings` refuses, or None."""
+        try:
+            check_settings(run.capability, run.cap)
+        except MediaRunError as error:
+            return str(error)
+        return None
+
+    def start(self, run: Any, tokenizer: Any, params: Params) -> tuple[Any, Any]:
+        model, processor = start_model(run.cap, params.base.seed, run.profile.device)
+        return apply_parts(model, run.cap), processor
+
+    def build(self, run: Any, model: Any, tokenizer: Any, args: dict[str, Any], callbacks: list[Any],
+              params: Params) -> Any:
+        return build_trainer(model, tokenizer, run.cap, args, run.split.train, callbacks)
+
+    def card(self, run: Any, params: Params) -> dict[str, Any]:
+        output = "llava" if run.capability in LLAVA_OUTPUTS else "nexus_omni"
+        return {"library": "transformers.Trainer", "is_adapter": False, "output": output}
+
+    def save(self, run: Any, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
+        save_output(run.capability, trainer.model, tokenizer, folder,  # tokenizer: the processor
+                                   remote_code=run.cap.remote_code)

@@ -101,8 +101,13 @@ def load_snippet(folder: str | Path, adapter: bool, question: str) -> str:
 def media_snippet(folder: str | Path, output: str, remote_code: bool = False) -> str:
     """How to load a multimodal output: a LLaVA folder with plain transformers (an image question),
     a Nexus composite through Nexus's loader (and, saved with ``remote_code``, through transformers'
-    Auto classes with ``trust_remote_code=True``)."""
+    Auto classes with ``trust_remote_code=True``), an image generator through ``nexus generate-image``."""
     path = json.dumps(str(folder))
+    if output == "nexus_sd3_projector":
+        return "\n".join(["```bash", f"nexus generate-image \"a sks dog in the snow\" --model {path} --out dog.png",
+                          "```", "", "```python", "from nexus.diffusion.generator import load_generator",
+                          f"generator = load_generator({path})",
+                          "generator.images([\"a sks dog in the snow\"], steps=20)[0].save(\"dog.png\")", "```"])
     if output == "llava":
         body = [
             "from PIL import Image",
@@ -168,6 +173,8 @@ def capability_card(run_card: dict[str, Any], folder: str | Path, data_files: li
     form = ("a PEFT adapter" if is_adapter else {
         "llava": "a transformers LLaVA (vision encoder, projector, language model; any LoRA merged)",
         "nexus_omni": "a Nexus composite (vision and audio encoders, projectors, language model; any LoRA merged)",
+        "nexus_sd3_projector": "a projector from the frozen language model into a frozen SD3 diffusion model "
+                               "(nexus_generator.json names both)",
     }.get(output, "a full model (the adapter merged into its start model)"))
     remote_code = bool((run_card.get("params") or {}).get("remote_code"))
     snippet = media_snippet(folder, output, remote_code) if output else load_snippet(folder, is_adapter, question)

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 
 MODALITIES = ("text", "vision", "audio_in", "audio_out", "video")
+KINDS = ("text", "composite", "diffusion")
+"""What a capability's run trains (:attr:`Capability.kind`)."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,11 @@ class Capability:
         group: ``text``, ``multimodal`` or ``generation``; the group ``all-<group>`` selects its members.
         implemented: False while no formatter/evaluator exists; choosing it fails up front.
         missing: what has to be built before it can run (shown when ``implemented`` is False).
-        composite: trains a composite with media encoders (images, audio or video in; see
-            :mod:`nexus.media_training`); False for text-in capabilities, podcast included (its
-            voice is a TTS backend, not part of the model).
+        kind: what a run trains (:data:`KINDS`): ``text`` (the language model, TRL or PEFT, podcast
+            included: its voice is a TTS backend, not part of the model), ``composite`` (a model with
+            media encoders: images, audio or video in; :mod:`nexus.media_training`) or ``diffusion``
+            (a projector from the frozen language model into a frozen diffusion model;
+            :mod:`nexus.diffusion_training`).
     """
 
     name: str
@@ -41,7 +45,7 @@ class Capability:
     group: str
     implemented: bool = False
     missing: str = ""
-    composite: bool = False
+    kind: str = "text"
 
 
 CAPABILITIES: dict[str, Capability] = {
@@ -70,7 +74,7 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             "omni", "convert a text model into one that sees and hears: vision and audio encoders "
             "joined to it through trained projectors",
-            ("text",), "multimodal", implemented=True, composite=True,
+            ("text",), "multimodal", implemented=True, kind="composite",
         ),
         Capability(
             "podcast", "a document in, a two-host podcast out: the script, voiced by two offline voices",
@@ -78,20 +82,19 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability(
             "vision_qa", "answer questions about images",
-            ("text", "vision"), "multimodal", implemented=True, composite=True,
+            ("text", "vision"), "multimodal", implemented=True, kind="composite",
         ),
         Capability(
             "video_understanding", "answer questions about video clips",
-            ("text", "vision", "video"), "multimodal", implemented=True, composite=True,
+            ("text", "vision", "video"), "multimodal", implemented=True, kind="composite",
         ),
         Capability(
             "tri_streaming", "images and speech in, text and speech streamed out while the reply is written",
-            ("text", "vision", "audio_in"), "multimodal", implemented=True, composite=True,
+            ("text", "vision", "audio_in"), "multimodal", implemented=True, kind="composite",
         ),
         Capability(
-            "image_generation", "text-to-image through a projector into SD3",
-            ("text",), "generation",
-            missing="projector into a diffusers SD3 pipeline (generation issue)",
+            "image_generation", "text-to-image: the language model conditions SD3 through a trained projector",
+            ("text",), "generation", implemented=True, kind="diffusion",
         ),
         Capability(
             "video_generation", "text-to-video through a projector into a video diffusion model",

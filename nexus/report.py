@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nexus import capabilities, paths, results
+from nexus import capabilities, paths, registry, results
 from nexus.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from nexus.config import Params
 from nexus.evaluate import score_examples
 from nexus.loading import load_model, load_tokenizer
-from nexus.media_training import is_media
 from nexus.prepare import PreparedSplit, read_split
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,8 @@ def build_scorecard(params: Params, prepared_dir: Path, eval_dir: Path, merged_d
         details["base"][name] = evaluated["base"]
         details[name] = {name: evaluated["trained"]}
         models[name] = str(models_dir / name)
-    text = {name: split for name, split in splits.items() if not is_media(name)}  # what a text model can take
+    text = {name: split for name, split in splits.items()  # what a text model can take
+            if registry.CAPABILITIES[name].kind == "text"}
     if unscored := {name: split for name, split in unscored.items() if name in text}:
         details["base"].update(_score(Path(params.base.model), unscored))
     if (merged_dir / "config.json").is_file() and text:

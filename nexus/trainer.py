@@ -27,9 +27,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from nexus import methods, paths, registry, results
+from nexus import diffusion_training, media_training, methods, paths, registry, results, text_training
 from nexus.atomic import write_text_atomic
 from nexus.checkpoints import (
     TRAINER_STATE,
@@ -42,19 +42,8 @@ from nexus.config import CapabilityParams, Params
 from nexus.controller import TrainingController
 from nexus.device import DeviceProfile
 from nexus.live_metrics import LiveAtGlobalStep, live_logger
-from nexus.loading import load_model, load_tokenizer, long_context_overrides
-from nexus.media_training import (
-    LLAVA_OUTPUTS,
-    MediaRunError,
-    apply_parts,
-    build_trainer,
-    check_settings,
-    is_media,
-    save_output,
-)
-from nexus.methods import TrainContext
-from nexus.methods.rewards import reward_of
-from nexus.methods.rows import MethodRows, check_method_data, prepare_rows
+from nexus.loading import load_tokenizer
+from nexus.methods.rows import MethodRows, check_method_data
 from nexus.modality import missing_message
 from nexus.prepare import PreparedSplit, split_for
 from nexus.signals import EXIT_CODE_SIGTERM, StageSignals
@@ -110,9 +99,7 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
     """What defines a run's schedule; a resume refuses when any of it changed."""
     keys = ("method", "adapter", "init_from", "epochs", "max_steps", "learning_rate", "batch_size", "grad_accum",
             "sample_size", "eval_size", "max_length", "lora_r", "lora_alpha", "lora_dropout")
-    if is_media(split.capability):
-        keys += ("vision_encoder", "audio_encoder", "image_size", "audio_seconds", "video_frames", "video_pool",
-                 "train_parts", "lora_from_step")
+    keys += kind_of(split.capability).schedule_keys
     return {**{k: getattr(cap, k) for k in keys}, "seed": params.base.seed,
             "base_model": params.base.model, "data": split.fingerprint}
 
@@ -142,27 +129,6 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
         "include_num_input_tokens_seen": "non_padding",
         "dataloader_num_workers": 0,
     }
-
-
-def apply_adapter(model: Any, cap: CapabilityParams) -> Any:
-    """LoRA on every linear layer (QLoRA: on the 4-bit base, prepared for k-bit training); the
-    model itself for ``adapter: full``."""
-    if cap.adapter == "full":
-        return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if cap.adapter == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    config = LoraConfig(r=cap.lora_r, lora_alpha=cap.lora_alpha, lora_dropout=cap.lora_dropout,
-                        target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
-
-
-def load_start_model(cap: CapabilityParams, profile: DeviceProfile) -> Any:
-    """The start model (``init_from``), 4-bit for QLoRA, with RoPE scaled for ``long_context``."""
-    overrides = long_context_overrides(cap.init_from, cap.long_context) if cap.long_context else {}
-    model = load_model(cap.init_from, quantize_4bit=cap.adapter == "qlora", config_overrides=overrides)
-    return model if cap.adapter == "qlora" else model.to(profile.device)
 
 
 def _library_versions() -> dict[str, str]:
@@ -267,49 +233,63 @@ def data_file_counts(capability: str, files: list[str], organized_dir: str | Pat
     return [{"path": f, **({"records": listed[f]} if listed.get(f) is not None else {})} for f in files]
 
 
+class TrainingKind(Protocol):
+    """How one kind of capability (registry ``kind``: text, composite, diffusion) starts, trains
+    and saves its model; the rest of a run (split, controller, checkpoints, dvclive, run card) is
+    shared. :data:`KINDS` holds one per kind."""
+
+    schedule_keys: tuple[str, ...]
+    """Params besides the shared ones whose change makes a checkpoint unusable."""
+
+    def check(self, run: _Run, params: Params) -> str | None:
+        """Why this kind cannot run the settings (one line naming the params.yaml key), or None;
+        asked before any model loads."""
+
+    def start(self, run: _Run, tokenizer: Any, params: Params) -> tuple[Any, Any]:
+        """``(model to train, tokenizer or processor)``, parts frozen as the capability asks."""
+
+    def build(self, run: _Run, model: Any, tokenizer: Any, args: dict[str, Any], callbacks: list[Any],
+              params: Params) -> Any:
+        """The library trainer (TRL's or transformers') over the run's examples."""
+
+    def card(self, run: _Run, params: Params) -> dict[str, Any]:
+        """Run-card fields: ``library``, ``is_adapter`` (and what else says what the output is)."""
+
+    def save(self, run: _Run, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
+        """Write the trained model into ``folder`` (a temporary folder the caller renames)."""
+
+
+KINDS: dict[str, TrainingKind] = {"text": text_training.TextKind(), "composite": media_training.CompositeKind(),
+                                  "diffusion": diffusion_training.DiffusionKind()}
+"""Registry ``kind`` -> how its runs start, train and save."""
+
+
+def kind_of(capability: str) -> TrainingKind:
+    """The :class:`TrainingKind` of ``capability`` (its registry row's ``kind``)."""
+    return KINDS[registry.CAPABILITIES[capability].kind]
+
+
 def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], params: Params,
           out_dir: str | Path) -> Path:
-    """Write the adapter (or full model), tokenizer, run card and model card (README.md) as one
+    """Write the trained model (its kind's files), the run card and model card (README.md) as one
     atomic step; an adapter's ``base_model_name_or_path`` is its base's absolute path (a Hub id as is)."""
     from nexus.atomic import atomic_dir, write_json_atomic
-    from nexus.model_card import (
-        CARD_FILE,
-        capability_card,
-        example_question,
-        point_adapter_at_base,
-        resolvable_base,
-    )
+    from nexus.model_card import CARD_FILE, capability_card, example_question, resolvable_base
 
     log.info("%s: training finished at step %d; saving %s", run.capability, summary["steps"], out_dir)
-    cap, rows = run.cap, run.rows
-    # A chained or long-context LoRA is saved merged into its start model: one full model whose
-    # config (RoPE scaling included) loads on its own. QLoRA keeps the adapter (the base is 4-bit).
-    chained = cap.init_from != params.base.model  # starts from another capability's output
-    media = is_media(run.capability)  # a composite: always saved whole (nexus.media_training)
-    merge_into_start = (chained or cap.long_context) and cap.adapter == "lora" and not media
-    is_adapter = cap.adapter not in ("full", "none") and not merge_into_start and not media
-    card = {**summary, "base_model_path": resolvable_base(params.base.model), "is_adapter": is_adapter,
-            "params": asdict(cap), "seed": params.base.seed, "device": asdict(run.profile),
-            "dropped": run.split.dropped, "data_files": run.split.stats.get("files", []),
+    kind, rows = kind_of(run.capability), run.rows
+    card = {**summary, "base_model_path": resolvable_base(params.base.model), "params": asdict(run.cap),
+            "seed": params.base.seed, "device": asdict(run.profile), "dropped": run.split.dropped,
+            "data_files": run.split.stats.get("files", []),
             "method_data": {"source": rows.source, "rows": len(rows.rows)},
-            "library": "transformers.Trainer" if media else run.method.library, "versions": _library_versions()}
-    if media:
-        card["output"] = "llava" if run.capability in LLAVA_OUTPUTS else "nexus_omni"
+            **kind.card(run, params), "versions": _library_versions()}
     if rows.held_out:  # safety prompts the eval stage scores (never trained on)
         card["held_out_prompts"] = rows.held_out
-    final = trainer.model.merge_and_unload() if merge_into_start else trainer.model
     out = Path(out_dir)
     readme = capability_card(card, out.resolve(), data_file_counts(run.capability, card["data_files"]),
                              run.split.stats.get("kept", "?"), example_question(run.split.eval))
     with atomic_dir(out) as tmp:
-        if media:
-            save_output(run.capability, trainer.model, tokenizer, tmp,  # tokenizer: the composite's processor
-                        remote_code=cap.remote_code)
-        else:
-            final.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        if (tmp / "adapter_config.json").is_file():
-            point_adapter_at_base(tmp / "adapter_config.json", cap.init_from)
+        kind.save(run, trainer, tokenizer, tmp, params)
         write_json_atomic(card, tmp / "run_card.json")
         write_text_atomic(readme, tmp / CARD_FILE)  # replaces PEFT's auto card
     return out
@@ -323,18 +303,17 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
     cap = split.settings
     method = _resolve_method(capability, cap)
     check_modalities(capability, modality_file, cap.init_from if cap.init_from != params.base.model else None)
-    if is_media(capability):
-        try:
-            check_settings(capability, cap)
-        except MediaRunError as error:
-            raise CapabilityUnavailableError(str(error)) from error
     found = check_method_data(method, capability, organized_dir)  # fails before any model loads
-    _log_split(split)
-    schedule = schedule_of(cap, params, split)
     ckpt_dir = paths.checkpoint_dir(capability)
-    resume = find_resume_checkpoint(ckpt_dir, schedule)
-    tidy_checkpoints(ckpt_dir, resume, out_dir)
-    return _Run(capability, cap, method, split, DeviceProfile.detect(), found, ckpt_dir, resume, schedule)
+    run = _Run(capability, cap, method, split, DeviceProfile.detect(), found, ckpt_dir, None, {})
+    problem = kind_of(capability).check(run, params)
+    if problem:
+        raise CapabilityUnavailableError(problem)
+    _log_split(split)
+    run.schedule = schedule_of(cap, params, split)
+    run.resume = find_resume_checkpoint(ckpt_dir, run.schedule)
+    tidy_checkpoints(ckpt_dir, run.resume, out_dir)
+    return run
 
 
 def _train(run: _Run, trainer: Any, controller: TrainingController) -> float:
@@ -415,31 +394,16 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
     run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer, out_dir)
     cap = run.cap
     torch.manual_seed(params.base.seed)
-    media = is_media(capability)
-    if media:  # a composite and its processor (nexus.media_training); no method rows
-        from nexus.media_training import start_model as start_composite
-
-        start_model, tokenizer = start_composite(cap, params.base.seed, run.profile.device)
-        model = apply_parts(start_model, cap)
-    else:
-        start_model = load_start_model(cap, run.profile)
-        run.rows = prepare_rows(run.method, run.rows, capability, cap, start_model, tokenizer, run.split.train,
-                                params.base.seed)
-        model = apply_adapter(start_model, cap)
+    kind = kind_of(capability)
+    model, tokenizer = kind.start(run, tokenizer, params)  # a composite's tokenizer is its processor
     log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
-             run.method.name, "transformers.Trainer" if media else run.method.library, cap.adapter,
+             run.method.name, kind.card(run, params)["library"], cap.adapter,
              cap.init_from, run.profile.device, run.profile.bf16, run.profile.model_loss)
     live = live_logger(report_dir or paths.train_report_dir(capability), run.resume)
     controller = TrainingController(params.controller, run.schedule, logger=log, signals=signals)
     args = training_arguments(cap, params, run.ckpt_dir, run.profile)
     callbacks = [controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)]
-    if media:
-        trainer = build_trainer(model, tokenizer, cap, args, run.split.train, callbacks)
-    else:
-        trainer = run.method.build(TrainContext(
-            capability=capability, model=model, tokenizer=tokenizer, cap=cap, params=params, args=args,
-            callbacks=callbacks, profile=run.profile, examples=run.split.train, rows=run.rows.rows,
-            reward=reward_of(capability)))
+    trainer = kind.build(run, model, tokenizer, args, callbacks, params)
     attach_training_progress(trainer, capability)  # replaces the Trainer's dict per log
     elapsed = _train(run, trainer, controller)
     summary = _summary(run, trainer, elapsed, params)

@@ -33,12 +33,26 @@ class FlowMatchingObjective(torch.nn.Module):
         parts: the diffusion parts (frozen here).
     """
 
+    _keys_to_ignore_on_save = None  # read by the Trainer after loading a checkpoint, as on a PreTrainedModel
+
     def __init__(self, language_model: Any, projector: TextProjector, parts: DiffusionParts) -> None:
         super().__init__()
         self.language_model = language_model.requires_grad_(False).eval()
         self.projector = projector
         self.parts = parts.freeze()
         self.transformer, self.vae = parts.transformer, parts.vae  # registered: moved with .to(device)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """The projector's weights alone (``projector.*``): what a checkpoint holds. The frozen LM and
+        parts are rebuilt from their sources, so a checkpoint stays megabytes, not gigabytes (the
+        Trainer loads it back with ``strict=False``)."""
+        return {f"projector.{key}": value for key, value in self.projector.state_dict(*args, **kwargs).items()}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        """Load a checkpoint :meth:`state_dict` wrote into the projector (every projector key must be there)."""
+        own = {key.removeprefix("projector."): value for key, value in state_dict.items()
+               if key.startswith("projector.")}
+        return self.projector.load_state_dict(own, strict=True, assign=assign)
 
     def latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> the VAE's scaled latents."""

@@ -96,5 +96,7 @@ def load_parts(folder: str | Path, dtype: torch.dtype | None = None) -> Diffusio
 
 def pipeline(parts: DiffusionParts) -> StableDiffusion3Pipeline:
     """``StableDiffusion3Pipeline`` over the parts, without text encoders (it takes ``prompt_embeds``)."""
-    return StableDiffusion3Pipeline(transformer=parts.transformer, vae=parts.vae, scheduler=parts.scheduler,
+    pipe = StableDiffusion3Pipeline(transformer=parts.transformer, vae=parts.vae, scheduler=parts.scheduler,
                                     **NO_TEXT_ENCODERS)
+    pipe.set_progress_bar_config(disable=True)  # one bar per image otherwise; the eval logs items done
+    return pipe

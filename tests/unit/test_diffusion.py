@@ -121,3 +121,38 @@ def test_generation_is_seeded_and_follows_the_prompt(lm) -> None:
     assert not np.array_equal(np.asarray(alone[0]), np.asarray(alone[1]))  # same noise: the prompt makes the change
     guided = generate_images(model, tokenizer, projector, parts, prompts[:1], SIZE, steps=3, guidance=3.0, seed=7)
     assert guided[0].size == (SIZE, SIZE)  # the zero unconditional branch stands in for a negative prompt
+
+
+def test_a_checkpoint_holds_the_projector_alone_and_resumes_it(lm, tmp_path: Path) -> None:
+    """The Trainer saves the objective's state dict: the projector's weights, not the frozen LM and parts
+    (tied embeddings would not even save); a fresh objective loads them back from the checkpoint."""
+    from safetensors.torch import load_file
+    from transformers import Trainer, TrainingArguments
+
+    model, tokenizer = lm
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    parts = tiny_parts(image_size=SIZE)
+
+    def objective() -> FlowMatchingObjective:
+        return FlowMatchingObjective(model, TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=32,
+                                                          pooled_projection_dim=16), parts)
+
+    rows = [{"caption": c, "pixel_values": p} for c, p in digit_pairs(4)]
+
+    def collate(batch: list[dict]) -> dict:
+        text = tokenizer([r["caption"] for r in batch], return_tensors="pt", padding=True)
+        return {**text, "pixel_values": torch.stack([r["pixel_values"] for r in batch])}
+
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2,
+                             learning_rate=1e-2, report_to=[], save_strategy="steps", save_steps=2,
+                             remove_unused_columns=False, use_cpu=True, seed=0)
+    trained = objective()
+    Trainer(model=trained, args=args, train_dataset=rows, data_collator=collate).train()
+    saved = load_file(tmp_path / "run" / "checkpoint-2" / "model.safetensors")
+    assert saved and all(key.startswith("projector.") for key in saved)
+    assert set(saved) == {f"projector.{k}" for k in trained.projector.state_dict()}
+    fresh = objective()
+    Trainer(model=fresh, args=args, train_dataset=rows, data_collator=collate)._load_from_checkpoint(
+        str(tmp_path / "run" / "checkpoint-2"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.projector.state_dict().values(),
+                                                 trained.projector.state_dict().values(), strict=True))

@@ -122,7 +122,8 @@ def _context(model_dir: Path, out_dir: Path, reward, adapter: str = "lora", **ca
     from nexus.device import DeviceProfile
     from nexus.loading import load_model, load_tokenizer
     from nexus.methods import TrainContext, load_params
-    from nexus.trainer import apply_adapter, training_arguments
+    from nexus.text_training import apply_adapter
+    from nexus.trainer import training_arguments
 
     params = load_params(PROJECT / "params.yaml")
     cap = dataclasses.replace(params.capabilities["cot"], method="ppo", adapter=adapter, max_steps=2,

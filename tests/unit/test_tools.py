@@ -239,10 +239,12 @@ def sft_run(model_dir: Path, tokenizer, out: Path, steps: int = 3) -> tuple[obje
     import torch
 
     from nexus.config import BaseParams, CapabilityParams, ControllerParams, OrganizeParams, Params
+    from nexus.device import DeviceProfile
     from nexus.loading import load_model
     from nexus.methods import METHODS, TrainContext
     from nexus.prepare import drop_long
-    from nexus.trainer import DeviceProfile, apply_adapter, training_arguments
+    from nexus.text_training import apply_adapter
+    from nexus.trainer import training_arguments
 
     cap = CapabilityParams(max_steps=steps, batch_size=1, learning_rate=5e-3, max_length=384)
     params = Params(BaseParams(model=str(model_dir)), OrganizeParams(), ControllerParams(), {})

@@ -1,0 +1,144 @@
+"""Where a generation run differs from a text one (image_generation): the trained part is a projector.
+
+:mod:`nexus.trainer` and :mod:`nexus.evaluate` call these and keep everything else (the split, the
+controller, checkpoints, dvclive, the run card). The model a transformers ``Trainer`` minimizes is
+:class:`~nexus.diffusion.objective.FlowMatchingObjective`: the language model (``init_from``) reads
+each caption, the projector maps its hidden states into the diffusion transformer's conditioning,
+and only the projector learns; the diffusion parts come from ``diffusion_model`` (a local SD3 /
+SD3.5 diffusers folder) or, when it is empty, are tiny random ones built from configs (seeded: the
+same parts each run; they draw noise, and the outputs say so). The output is a generator folder
+(:mod:`nexus.diffusion.generator`) that ``nexus generate-image`` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from nexus.config import CapabilityParams, Params
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = {"image_generation": "nexus_sd3_projector"}
+"""Capability -> what its output folder holds (the run card's ``output``)."""
+
+
+class DiffusionRunError(ValueError):
+    """A generation capability's settings cannot run (method, adapter, a missing diffusion folder)."""
+
+
+def output_kind(capability: str) -> str:
+    """The run card's ``output`` for ``capability`` (:data:`OUTPUTS`)."""
+    return OUTPUTS[capability]
+
+
+def check_settings(capability: str, cap: CapabilityParams) -> None:
+    """Fail before any model loads on what a projector run cannot do.
+
+    Raises:
+        DiffusionRunError: a method other than sft, an adapter other than none (the language model
+            stays frozen), or a ``diffusion_model`` folder without SD3 parts.
+    """
+    where = f"params.yaml capabilities.{capability}"
+    if cap.method != "sft":
+        raise DiffusionRunError(f"{where}.method: '{cap.method}'; the projector trains by the denoising loss "
+                                "alone: set method: sft")
+    if cap.adapter != "none":
+        raise DiffusionRunError(f"{where}.adapter: '{cap.adapter}'; the language model stays frozen and only "
+                                "the projector trains: set adapter: none")
+    if cap.diffusion_model:
+        missing = [n for n in ("transformer", "vae", "scheduler") if not (Path(cap.diffusion_model) / n).is_dir()]
+        if missing:
+            raise DiffusionRunError(f"{where}.diffusion_model: {cap.diffusion_model} has no {', '.join(missing)}/; "
+                                    "give a local diffusers SD3 folder (docs/generation.md) or '' for tiny "
+                                    "random parts")
+
+
+def _dtype(device: str) -> Any:
+    import torch
+
+    return torch.bfloat16 if device == "cuda" else None  # SD3.5 in bf16 on a GPU; fp32 on the CPU
+
+
+def start_model(capability: str, cap: CapabilityParams, seed: int, device: str) -> tuple[Any, Any]:
+    """``(objective, tokenizer)``: a new seeded projector between ``init_from`` and the parts."""
+    from nexus.diffusion.generator import diffusion_parts, new_generator
+    from nexus.diffusion.objective import FlowMatchingObjective
+
+    parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, _dtype(device))
+    if parts.random:
+        log.info("%s: diffusion_model is empty: tiny random SD3 parts (seed %d) stand in; they draw noise. "
+                 "Set capabilities.%s.diffusion_model to a local SD3.5 folder for real images", capability, seed,
+                 capability)
+    generator = new_generator(cap.init_from, parts, cap.output_size, seed)
+    objective = FlowMatchingObjective(generator.language_model, generator.projector, parts)
+    return objective.to(device), generator.tokenizer
+
+
+def build_trainer(objective: Any, tokenizer: Any, cap: CapabilityParams, args: dict[str, Any],
+                  examples: list[dict[str, Any]], callbacks: list[Any]) -> Any:
+    """transformers' ``Trainer`` minimizing the objective over (caption, image) ``examples``
+    (``args``: :func:`nexus.trainer.training_arguments`, less TRL's ``max_length``)."""
+    from transformers import Trainer, TrainingArguments
+
+    from nexus.diffusion.collate import CaptionCollator
+
+    keywords = {k: v for k, v in args.items() if k != "max_length"}
+    keywords["remove_unused_columns"] = False  # the collator reads the examples' captions and images
+    keywords["bf16"] = False  # the parts carry their own dtype; the projector trains in fp32
+    return Trainer(model=objective, args=TrainingArguments(**keywords), train_dataset=list(examples),
+                   data_collator=CaptionCollator(tokenizer, cap.output_size, cap.max_length), callbacks=callbacks)
+
+
+def save_output(objective: Any, tokenizer: Any, folder: Path, cap: CapabilityParams) -> None:
+    """Write the generator folder (:func:`nexus.diffusion.generator.save_generator`) into ``folder``."""
+    from nexus.diffusion.generator import Generator, save_generator
+
+    generator = Generator(objective.language_model, tokenizer, objective.projector, objective.parts,
+                          cap.init_from, cap.output_size)
+    save_generator(generator, folder, cap.diffusion_model)
+
+
+def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
+    """``(generator, tokenizer)`` to score: a trained generator folder, or for a language model (the
+    baseline) the untrained generator training starts from (same parts, same seeded projector)."""
+    from nexus.device import DeviceProfile
+    from nexus.diffusion.generator import diffusion_parts, is_generator, load_generator, new_generator
+
+    dtype = _dtype(DeviceProfile.detect().device)
+    if is_generator(path):
+        generator = load_generator(path, dtype)
+    else:
+        parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, dtype)
+        generator = new_generator(str(path), parts, cap.output_size, seed)
+    return generator, generator.tokenizer
+
+
+class DiffusionKind:
+    """A projector from the frozen language model into a frozen diffusion model
+    (:mod:`nexus.diffusion_training`)."""
+
+    schedule_keys = ("diffusion_model", "output_size")
+
+    def check(self, run: Any, params: Params) -> str | None:
+        """What :func:`check_settings` refuses, or None."""
+        try:
+            check_settings(run.capability, run.cap)
+        except DiffusionRunError as error:
+            return str(error)
+        return None
+
+    def start(self, run: Any, tokenizer: Any, params: Params) -> tuple[Any, Any]:
+        return start_model(run.capability, run.cap, params.base.seed, run.profile.device)
+
+    def build(self, run: Any, model: Any, tokenizer: Any, args: dict[str, Any], callbacks: list[Any],
+              params: Params) -> Any:
+        return build_trainer(model, tokenizer, run.cap, args, run.split.train, callbacks)
+
+    def card(self, run: Any, params: Params) -> dict[str, Any]:
+        return {"library": "transformers.Trainer", "is_adapter": False,
+                "output": output_kind(run.capability)}
+
+    def save(self, run: Any, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
+        save_output(trainer.model, tokenizer, folder, run.cap)
