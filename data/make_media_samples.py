@@ -1,11 +1,12 @@
-"""Build the multimodal samples (data/samples/omni, vision_qa, video_understanding, tri_streaming, image_generation).
+"""Build the multimodal samples in data/samples/ (omni, vision_qa, video_understanding, tri_streaming,
+image_generation, video_generation).
 
 They are made from ../shared/datasets. Deterministic: the same inputs give byte-identical outputs
 (fixed row selection, a seeded RNG for the clips, single-threaded H.264 encoding). Each folder's
 SOURCE.md says what is real and what the project made. Run from the repository root with the
 project's venv (numpy, Pillow, PyAV)::
 
-    .venv/bin/python data/make_media_samples.py            # rewrite the four folders' data
+    .venv/bin/python data/make_media_samples.py            # rewrite the six folders' data
     .venv/bin/python data/make_media_samples.py --check    # rebuild in a temp dir and compare
 
 Only the data this script writes is replaced (the record files, ``digits/``, ``fsdd/``, ``clips/``,
@@ -58,7 +59,10 @@ OWNED = {
     "video_understanding": ("digit_sequences.json", "clips", "llamafactory"),
     "tri_streaming": ("conversations.json", "text_chats.json", "digits", "fsdd"),
     "image_generation": ("captions.jsonl", "dog"),
+    "video_generation": ("captions.jsonl", "clips"),
 }
+VIDEO_CAPTIONED = 40  # video_understanding's first clips, captioned for text-to-video
+VIDEO_HELD_OUT = 8  # the last of them held out (split: test)
 INSTANCE_PROMPT = "a photo of sks dog"  # DreamBooth's instance prompt: unique token + class
 LIVE_SUBJECT_PROMPT = re.compile(r"'(a [^']*\{0\} \{1\}[^']*)'\.format")
 
@@ -239,6 +243,21 @@ def dreambooth_records(out: Path, shared: Path) -> list[dict]:
     return records
 
 
+def video_caption_records(out: Path, video: Path, sequences: list[dict]) -> list[dict]:
+    """The first VIDEO_CAPTIONED clips of video_understanding, copied, each captioned with the digits it
+    shows in order (its record's answer); the last VIDEO_HELD_OUT are held out."""
+    (out / "clips").mkdir(parents=True)
+    records = []
+    for index, record in enumerate(sequences[:VIDEO_CAPTIONED]):
+        name = record["videos"][0]
+        shutil.copyfile(video / name, out / name)
+        digits = record["messages"][-1]["content"].split()
+        shown = ", ".join(digits[:-1]) + f" and {digits[-1]}"
+        split = "test" if index >= VIDEO_CAPTIONED - VIDEO_HELD_OUT else "train"
+        records.append({"video": name, "text": f"handwritten digits {shown}, one after another", "split": split})
+    return records
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
@@ -248,8 +267,8 @@ def build(samples: Path, shared: Path) -> dict[str, int]:
     rows = digit_rows(shared)
     omni_rows, vqa_rows, rest = split_rows(rows)
     omni, vqa, video = samples / "omni", samples / "vision_qa", samples / "video_understanding"
-    tri, images = samples / "tri_streaming", samples / "image_generation"
-    for folder in (omni, vqa, video, tri, images):
+    tri, images, clips = samples / "tri_streaming", samples / "image_generation", samples / "video_generation"
+    for folder in (omni, vqa, video, tri, images, clips):
         folder.mkdir(parents=True, exist_ok=True)
         for name in OWNED[folder.name]:
             target = folder / name
@@ -268,9 +287,11 @@ def build(samples: Path, shared: Path) -> dict[str, int]:
     ):
         write_records(path, records)
         counts[path.relative_to(samples).as_posix()] = len(records)
-    captions = images / "captions.jsonl"
-    write_jsonl(captions, dreambooth_records(images, shared))
-    counts[captions.relative_to(samples).as_posix()] = len(captions.read_text(encoding="utf-8").splitlines())
+    sequences = json.loads((video / "digit_sequences.json").read_text(encoding="utf-8"))
+    for captions, records in ((images / "captions.jsonl", dreambooth_records(images, shared)),
+                              (clips / "captions.jsonl", video_caption_records(clips, video, sequences))):
+        write_jsonl(captions, records)
+        counts[captions.relative_to(samples).as_posix()] = len(records)
     copy_llamafactory(omni, shared, "mllm_audio_demo.json")
     copy_llamafactory(video, shared, "mllm_video_demo.json")
     return counts

@@ -110,26 +110,15 @@ def _cmd_podcast(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_generate_image(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def _cmd_generate(args: argparse.Namespace) -> int:
     from nexus import logs
-    from nexus.generate_image import ImageRequest, check_request, generate_image
-    from nexus.methods import load_params
+    from nexus.generate_media import check_request, generate_media, request_from_params, summary_line
 
-    params = load_params(args.params)
-    entry = params.capabilities.get("image_generation") or params.parked.get("image_generation")
-    settings: dict = {}  # what neither a flag nor params.yaml sets keeps ImageRequest's default
-    if entry is not None:
-        settings = {"steps": entry.diffusion_steps, "guidance": entry.guidance_scale}
-    settings.update({k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None})
-    request = ImageRequest(args.prompt, Path(args.out), model=args.model, seed=args.seed, size=args.size, **settings)
+    request = request_from_params(args.kind, args.prompt, args.out, args.params, model=args.model, steps=args.steps,
+                                  guidance=args.guidance, seed=args.seed, size=args.size)
     check_request(request)  # before the libraries load
-    logs.setup("generate-image")
-    made = generate_image(request)
-    note = " (tiny random diffusion parts: the image is noise; train on a local SD3.5 folder for pictures)" \
-        if made["random_parts"] else ""
-    print(f"generate-image: {made['size']}x{made['size']} px -> {made['out']}{note}")
+    logs.setup(f"generate-{args.kind}")
+    print(summary_line(args.kind, generate_media(request)))
     return 0
 
 
@@ -371,17 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="script length cap in tokens (default: params.yaml podcast)")
     p.set_defaults(func=_cmd_podcast)
 
-    p = sub.add_parser("generate-image", parents=[common],
-                       help="a prompt in, a PNG out, from the trained image_generation model")
-    p.add_argument("prompt", help="what to draw, e.g. \"a sks dog in the snow\"")
-    p.add_argument("--out", required=True, help="the PNG to write (written whole, atomically)")
-    p.add_argument("--model", default="models/capabilities/image_generation",  # nexus.generate_image.DEFAULT_MODEL
-                   help="the trained generator folder (default: %(default)s, from make train CAPS=image-generation)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: params.yaml image_generation diffusion_steps)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance, 1 = off (default: params.yaml)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
-    p.add_argument("--size", type=int, default=0, help="pixels per side, a multiple of 16 (default: as trained)")
-    p.set_defaults(func=_cmd_generate_image)
+    for kind, out in (("image", "the PNG to write"), ("video", "the MP4 to write (a GIF and x_frames/ beside it)")):
+        p = sub.add_parser(f"generate-{kind}", parents=[common],
+                           help=f"a prompt in, {'a PNG' if kind == 'image' else 'an MP4, GIF and frames'} out, from "
+                                f"the trained {kind}_generation model")
+        p.add_argument("prompt", help="what to draw, e.g. \"a sks dog in the snow\"")
+        p.add_argument("--out", required=True, help=f"{out} (written whole, atomically)")
+        p.add_argument("--model", help=f"the trained generator folder (default: models/capabilities/{kind}_generation, "
+                       f"from make train CAPS={kind}-generation)")
+        p.add_argument("--steps", type=int, help=f"denoising steps (default: params.yaml {kind}_generation "
+                       "diffusion_steps)")
+        p.add_argument("--guidance", type=float, help="classifier-free guidance, 1 = off (default: params.yaml)")
+        p.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+        p.add_argument("--size", type=int, default=0, help="pixels per side, a multiple of 16 (default: as trained)")
+        p.set_defaults(func=_cmd_generate, kind=kind)
 
     p = sub.add_parser("prepare-base", parents=[common],
                        help="convert the embedded SmolLM2 GGUF (or --source) to an HF folder")

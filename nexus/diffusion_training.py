@@ -1,13 +1,14 @@
-"""Where a generation run differs from a text one (image_generation): the trained part is a projector.
+"""Where a generation run differs from a text one (image_generation, video_generation): a projector trains.
 
 :mod:`nexus.trainer` and :mod:`nexus.evaluate` call these and keep everything else (the split, the
 controller, checkpoints, dvclive, the run card). The model a transformers ``Trainer`` minimizes is
 :class:`~nexus.diffusion.objective.FlowMatchingObjective`: the language model (``init_from``) reads
 each caption, the projector maps its hidden states into the diffusion transformer's conditioning,
-and only the projector learns; the diffusion parts come from ``diffusion_model`` (a local SD3 /
-SD3.5 diffusers folder) or, when it is empty, are tiny random ones built from configs (seeded: the
-same parts each run; they draw noise, and the outputs say so). The output is a generator folder
-(:mod:`nexus.diffusion.generator`) that ``nexus generate-image`` reads.
+and only the projector learns; the diffusion parts (SD3 for images, Wan 2.1 for video: :data:`FAMILIES`)
+come from ``diffusion_model`` (a local diffusers folder) or, when it is empty, are tiny random ones
+built from configs (seeded: the same parts each run; they draw noise, and the outputs say so). The
+output is a generator folder (:mod:`nexus.diffusion.generator`) that ``nexus generate-image`` and
+``nexus generate-video`` read.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from nexus.config import CapabilityParams, Params
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = {"image_generation": "nexus_sd3_projector"}
-"""Capability -> what its output folder holds (the run card's ``output``)."""
+FAMILIES = {"image_generation": "sd3", "video_generation": "wan"}
+"""Capability -> the diffusion family it drives (:data:`nexus.diffusion.families.FAMILIES`)."""
 
 
 class DiffusionRunError(ValueError):
@@ -29,8 +30,13 @@ class DiffusionRunError(ValueError):
 
 
 def output_kind(capability: str) -> str:
-    """The run card's ``output`` for ``capability`` (:data:`OUTPUTS`)."""
-    return OUTPUTS[capability]
+    """The run card's ``output`` for ``capability``: ``nexus_sd3_projector`` or ``nexus_wan_projector``."""
+    return f"nexus_{FAMILIES[capability]}_projector"
+
+
+def frames_of(capability: str, cap: CapabilityParams) -> int:
+    """Frames per sample: ``video_frames`` for a video family, 1 for an image one."""
+    return cap.video_frames if FAMILIES[capability] != "sd3" else 1
 
 
 def check_settings(capability: str, cap: CapabilityParams) -> None:
@@ -47,11 +53,14 @@ def check_settings(capability: str, cap: CapabilityParams) -> None:
     if cap.adapter != "none":
         raise DiffusionRunError(f"{where}.adapter: '{cap.adapter}'; the language model stays frozen and only "
                                 "the projector trains: set adapter: none")
+    if FAMILIES[capability] == "wan" and (cap.video_frames - 1) % 4:
+        raise DiffusionRunError(f"{where}.video_frames: {cap.video_frames}; Wan's VAE wants 4k + 1 frames (5, 9, 13, "
+                                "... 81)")
     if cap.diffusion_model:
         missing = [n for n in ("transformer", "vae", "scheduler") if not (Path(cap.diffusion_model) / n).is_dir()]
         if missing:
             raise DiffusionRunError(f"{where}.diffusion_model: {cap.diffusion_model} has no {', '.join(missing)}/; "
-                                    "give a local diffusers SD3 folder (docs/generation.md) or '' for tiny "
+                                    "give a local diffusers folder (docs/generation.md) or '' for tiny "
                                     "random parts")
 
 
@@ -66,7 +75,8 @@ def start_model(capability: str, cap: CapabilityParams, seed: int, device: str) 
     from nexus.diffusion.generator import diffusion_parts, new_generator
     from nexus.diffusion.objective import FlowMatchingObjective
 
-    parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, _dtype(device))
+    parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, FAMILIES[capability],
+                            frames_of(capability, cap), _dtype(device))
     if parts.random:
         log.info("%s: diffusion_model is empty: tiny random SD3 parts (seed %d) stand in; they draw noise. "
                  "Set capabilities.%s.diffusion_model to a local SD3.5 folder for real images", capability, seed,
@@ -87,8 +97,9 @@ def build_trainer(objective: Any, tokenizer: Any, cap: CapabilityParams, args: d
     keywords = {k: v for k, v in args.items() if k != "max_length"}
     keywords["remove_unused_columns"] = False  # the collator reads the examples' captions and images
     keywords["bf16"] = False  # the parts carry their own dtype; the projector trains in fp32
+    collator = CaptionCollator(tokenizer, cap.output_size, cap.max_length, frames=objective.parts.frames)
     return Trainer(model=objective, args=TrainingArguments(**keywords), train_dataset=list(examples),
-                   data_collator=CaptionCollator(tokenizer, cap.output_size, cap.max_length), callbacks=callbacks)
+                   data_collator=collator, callbacks=callbacks)
 
 
 def save_output(objective: Any, tokenizer: Any, folder: Path, cap: CapabilityParams) -> None:
@@ -100,7 +111,7 @@ def save_output(objective: Any, tokenizer: Any, folder: Path, cap: CapabilityPar
     save_generator(generator, folder, cap.diffusion_model)
 
 
-def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
+def eval_model(capability: str, path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
     """``(generator, tokenizer)`` to score: a trained generator folder, or for a language model (the
     baseline) the untrained generator training starts from (same parts, same seeded projector)."""
     from nexus.device import DeviceProfile
@@ -110,7 +121,8 @@ def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any,
     if is_generator(path):
         generator = load_generator(path, dtype)
     else:
-        parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, dtype)
+        parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, FAMILIES[capability],
+                                frames_of(capability, cap), dtype)
         generator = new_generator(str(path), parts, cap.output_size, seed)
     return generator, generator.tokenizer
 
@@ -119,7 +131,7 @@ class DiffusionKind:
     """A projector from the frozen language model into a frozen diffusion model
     (:mod:`nexus.diffusion_training`)."""
 
-    schedule_keys = ("diffusion_model", "output_size")
+    schedule_keys = ("diffusion_model", "output_size", "video_frames")
 
     def check(self, run: Any, params: Params) -> str | None:
         """What :func:`check_settings` refuses, or None."""

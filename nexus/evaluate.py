@@ -67,14 +67,14 @@ def _param_options(fn: Any, cap: CapabilityParams, skip: frozenset[str] | set[st
     return {name: getattr(cap, name) for name in accepted if name in CapabilityParams.__dataclass_fields__}
 
 
-def _text_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
+def _text_model(capability: str, path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
     from nexus.loading import load_model, load_tokenizer
 
     return load_model(path), load_tokenizer(path)
 
 
 EVAL_MODELS = {"text": _text_model, "composite": media_training.eval_model, "diffusion": diffusion_training.eval_model}
-"""Registry ``kind`` -> ``load(path, cap, seed) -> (model, tokenizer or processor)`` for scoring."""
+"""Registry ``kind`` -> ``load(capability, path, cap, seed) -> (model, tokenizer or processor)`` for scoring."""
 
 
 def score_model(model_path: str | Path, capability: str, examples: list[capabilities.Example],
@@ -85,7 +85,7 @@ def score_model(model_path: str | Path, capability: str, examples: list[capabili
     names the model in the progress lines (``base``, ``trained``). A multimodal capability loads a
     composite, or builds the untrained one from a text model (``seed``: its projectors); a
     generation one its generator, or the untrained one (see :data:`EVAL_MODELS`)."""
-    model, tokenizer = EVAL_MODELS[registry.CAPABILITIES[capability].kind](model_path, cap, seed)
+    model, tokenizer = EVAL_MODELS[registry.CAPABILITIES[capability].kind](capability, model_path, cap, seed)
     log.info("eval %s %s: %s loaded; generating for %d held-out examples", capability, label, model_path,
              len(examples))
     scores, generated = score_examples(model, tokenizer, capability, examples, cap, label, media_dir)

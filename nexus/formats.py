@@ -73,6 +73,7 @@ KINDS: dict[str, str] = {
     "audio": "conversations about audio clips (audio QA, speech recognition)",
     "video_audio": "conversations about video clips with their audio track",
     "image_caption": "images with captions (text-to-image)",
+    "video_caption": "video clips with captions (text-to-video)",
     "explainer_code": "explainer-video (Remotion) code examples; no detection rule yet",
 }
 
@@ -174,6 +175,16 @@ def _image_caption(p: Profile) -> str | None:
     ):
         return None
     return f"keys {image[0]} + {caption[0]} (an image and its caption)"
+
+
+def _video_caption(p: Profile) -> str | None:
+    if p.conv_key:
+        return None
+    video = p.any_of(("video", "video_path"))
+    caption = p.any_of(("text", "caption"))
+    if not video or not caption:
+        return None
+    return f"keys {video[0]} + {caption[0]} (a video clip and its caption)"
 
 
 def _media(key: str, part_types: tuple[str, ...], label: str) -> Matcher:
@@ -366,6 +377,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trl_stepwise_supervision", "stepwise_supervision", _stepwise, "TRL"),
     # Media next: the records only make sense with their images, videos or audio.
     Rule("image_caption", "image_caption", _image_caption, "HF imagefolder / blip captions"),
+    Rule("video_caption", "video_caption", _video_caption, "WebVid / OpenVid-style clip captions"),
     Rule("mllm_video_audio", "video_audio", _video_audio, "LLaMA-Factory/ms-swift"),
     Rule("mllm_video", "video", _media("videos", VIDEO_PART_TYPES, "videos"), "LLaMA-Factory/ms-swift"),
     Rule("mllm_audio", "audio", _media("audios", AUDIO_PART_TYPES, "audios"), "LLaMA-Factory/ms-swift"),

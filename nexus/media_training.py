@@ -140,7 +140,7 @@ def save_output(capability: str, model: Any, processor: Any, folder: Path, remot
         save_omni(final, processor, folder, remote_code=remote_code)
 
 
-def eval_model(path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
+def eval_model(capability: str, path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
     """``(model, processor)`` to score: a composite folder as it is, a text model as the untrained
     composite omni starts from (same encoders, same seeded projectors: omni's baseline)."""
     import dataclasses

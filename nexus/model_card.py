@@ -98,16 +98,23 @@ def load_snippet(folder: str | Path, adapter: bool, question: str) -> str:
     ])
 
 
+GENERATOR_OUTPUTS = {"nexus_sd3_projector": "SD3", "nexus_wan_projector": "Wan 2.1"}
+"""A generation capability's ``output`` (run card) -> the diffusion model it conditions."""
+
+
 def media_snippet(folder: str | Path, output: str, remote_code: bool = False) -> str:
     """How to load a multimodal output: a LLaVA folder with plain transformers (an image question),
     a Nexus composite through Nexus's loader (and, saved with ``remote_code``, through transformers'
     Auto classes with ``trust_remote_code=True``), an image generator through ``nexus generate-image``."""
     path = json.dumps(str(folder))
-    if output == "nexus_sd3_projector":
-        return "\n".join(["```bash", f"nexus generate-image \"a sks dog in the snow\" --model {path} --out dog.png",
+    if output in GENERATOR_OUTPUTS:
+        kind, out = ("video", "clip.mp4") if output == "nexus_wan_projector" else ("image", "dog.png")
+        sample = "sample" if kind == "image" else "frames"
+        return "\n".join(["```bash", f"nexus generate-{kind} \"a sks dog in the snow\" --model {path} --out {out}",
                           "```", "", "```python", "from nexus.diffusion.generator import load_generator",
                           f"generator = load_generator({path})",
-                          "generator.images([\"a sks dog in the snow\"], steps=20)[0].save(\"dog.png\")", "```"])
+                          f"{sample} = generator.draw([\"a sks dog in the snow\"], steps=20)[0]"
+                          f"  # a PIL {'image' if kind == 'image' else 'frame list'}", "```"])
     if output == "llava":
         body = [
             "from PIL import Image",
@@ -173,8 +180,8 @@ def capability_card(run_card: dict[str, Any], folder: str | Path, data_files: li
     form = ("a PEFT adapter" if is_adapter else {
         "llava": "a transformers LLaVA (vision encoder, projector, language model; any LoRA merged)",
         "nexus_omni": "a Nexus composite (vision and audio encoders, projectors, language model; any LoRA merged)",
-        "nexus_sd3_projector": "a projector from the frozen language model into a frozen SD3 diffusion model "
-                               "(nexus_generator.json names both)",
+        **{output: f"a projector from the frozen language model into a frozen {model} diffusion model "
+                   "(nexus_generator.json names both)" for output, model in GENERATOR_OUTPUTS.items()},
     }.get(output, "a full model (the adapter merged into its start model)"))
     remote_code = bool((run_card.get("params") or {}).get("remote_code"))
     snippet = media_snippet(folder, output, remote_code) if output else load_snippet(folder, is_adapter, question)

@@ -60,7 +60,7 @@ RAW_DIR = Path("data/raw")
 # a detection rule meeting a record of unexpected shape).
 FILE_ERRORS = (OSError, ValueError, LookupError, TypeError, AttributeError, RecursionError, MemoryError)
 # Kinds whose records point at media by relative path: moving the file alone would break them.
-MEDIA_KINDS = frozenset({"image", "video", "audio", "video_audio", "image_caption"})
+MEDIA_KINDS = frozenset({"image", "video", "audio", "video_audio", "image_caption", "video_caption"})
 
 
 class OrganizeError(ValueError):

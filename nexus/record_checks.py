@@ -57,9 +57,9 @@ from nexus.registry import CAPABILITIES
 
 MEDIA_LIST_KEYS = {"images": "image", "videos": "video", "audios": "audio"}
 """Record keys listing media files (LLaMA-Factory/TRL), with what each entry is."""
-CAPTION_IMAGE_KEYS = ("image", "image_path", "file_name")
-"""Keys of an image-caption record's image (:data:`nexus.formats.RULES` ``image_caption``)."""
-MEDIA_RECORD_KINDS = ("image", "video", "audio", "video_audio", "image_caption")
+CAPTION_MEDIA_KEYS = {"image_caption": ("image", "image_path", "file_name"), "video_caption": ("video", "video_path")}
+"""Keys of a caption record's media, per kind (:data:`nexus.formats.RULES` ``image_caption``, ``video_caption``)."""
+MEDIA_RECORD_KINDS = ("image", "video", "audio", "video_audio", "image_caption", "video_caption")
 URL_PREFIXES = ("http://", "https://", "data:")
 """Media given as these is fetched or decoded by the loader, not read from the data folder."""
 TURN_KEYS = (*CONVERSATION_KEYS, "chosen_messages", "rejected_messages", "prompt", "completion", "chosen",
@@ -175,8 +175,8 @@ def _media_refs(record: dict[str, Any], kind: str) -> Iterator[tuple[str, Any]]:
         items = value if isinstance(value, list) else [value] if value else []
         for number, item in enumerate(items, 1):
             yield f"{what} {number} of {key}", _feature_path(item)
-    if kind == "image_caption":
-        key = next((k for k in CAPTION_IMAGE_KEYS if k in record), None)
+    if kind in CAPTION_MEDIA_KEYS:
+        key = next((k for k in CAPTION_MEDIA_KEYS[kind] if k in record), None)
         if key is not None:
             yield key, _feature_path(record[key])
     for key in CONVERSATION_KEYS:

@@ -97,9 +97,8 @@ CAPABILITIES: dict[str, Capability] = {
             ("text",), "generation", implemented=True, kind="diffusion",
         ),
         Capability(
-            "video_generation", "text-to-video through a projector into a video diffusion model",
-            ("text",), "generation",
-            missing="projector into a diffusers video pipeline (generation issue)",
+            "video_generation", "text-to-video: the language model conditions Wan 2.1 through a trained projector",
+            ("text",), "generation", implemented=True, kind="diffusion",
         ),
         Capability(
             "remotion_explainer", "generate Remotion explainer-video code",

@@ -1,10 +1,11 @@
 """The flow-matching loss that trains the projector, as a module a transformers ``Trainer`` minimizes.
 
-For an (image, caption) batch: the frozen LM reads the caption (last hidden states), the projector
-turns them into SD3's conditioning, the frozen VAE encodes the image into latents ``x0``; with noise
-``e`` and a level ``s`` drawn uniformly in (0, 1), the frozen transformer sees ``(1 - s) x0 + s e`` at
-timestep ``1000 s`` and is asked for the velocity ``e - x0`` (rectified flow, as SD3 was trained). Only
-the projector's weights get gradients.
+For a (caption, image or clip) batch: the frozen LM reads the caption (last hidden states), the
+projector turns them into the diffusion transformer's conditioning, the frozen VAE encodes the
+pixels into latents ``x0``; with noise ``e`` and a level ``s`` drawn uniformly in (0, 1), the frozen
+transformer sees ``(1 - s) x0 + s e`` at timestep ``1000 s`` and is asked for the velocity ``e - x0``
+(rectified flow, as SD3 and Wan were trained). Only the projector's weights get gradients. How a
+family encodes and is asked is :class:`nexus.diffusion.parts.DiffusionParts`'.
 """
 
 from __future__ import annotations
@@ -54,23 +55,15 @@ class FlowMatchingObjective(torch.nn.Module):
                if key.startswith("projector.")}
         return self.projector.load_state_dict(own, strict=True, assign=assign)
 
-    def latents(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] -> the VAE's scaled latents."""
-        config = self.vae.config
-        with torch.no_grad():
-            sample = self.vae.encode(pixel_values.to(self.vae.dtype)).latent_dist.sample()
-        return (sample - (config.shift_factor or 0.0)) * config.scaling_factor
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
                 **_: Any) -> dict[str, torch.Tensor]:
         """The batch's flow-matching loss."""
         hidden = caption_states(self.language_model, input_ids, attention_mask)
         prompt_embeds, pooled = self.projector(hidden.to(self.projector.dtype), attention_mask)
-        x0 = self.latents(pixel_values)
+        x0 = self.parts.latents(pixel_values)  # images (batch, 3, H, W) or clips (batch, 3, frames, H, W)
         noise = torch.randn_like(x0)
         sigma = torch.rand(x0.shape[0], device=x0.device, dtype=x0.dtype)
-        level = sigma.view(-1, 1, 1, 1)
+        level = sigma.view(-1, *([1] * (x0.dim() - 1)))
         noisy = (1.0 - level) * x0 + level * noise
-        velocity = self.transformer(hidden_states=noisy, encoder_hidden_states=prompt_embeds.to(x0.dtype),
-                                    pooled_projections=pooled.to(x0.dtype), timestep=sigma * 1000.0).sample
+        velocity = self.parts.velocity(noisy, sigma, prompt_embeds, pooled)
         return {"loss": torch.nn.functional.mse_loss(velocity.float(), (noise - x0).float())}

@@ -19,7 +19,7 @@ class TextProjector(ModelMixin, ConfigMixin):
     Args:
         hidden_size: the language model's hidden size (576 for SmolLM2-135M).
         joint_attention_dim: the transformer's ``joint_attention_dim``.
-        pooled_projection_dim: the transformer's ``pooled_projection_dim``.
+        pooled_projection_dim: the transformer's ``pooled_projection_dim`` (0: no pooled head, for Wan).
     """
 
     @register_to_config
@@ -29,10 +29,14 @@ class TextProjector(ModelMixin, ConfigMixin):
         self.tokens = torch.nn.Sequential(torch.nn.Linear(hidden_size, joint_attention_dim), torch.nn.GELU(),
                                           torch.nn.Linear(joint_attention_dim, joint_attention_dim))
         self.pooled = torch.nn.Sequential(torch.nn.Linear(hidden_size, pooled_projection_dim), torch.nn.GELU(),
-                                          torch.nn.Linear(pooled_projection_dim, pooled_projection_dim))
+                                          torch.nn.Linear(pooled_projection_dim, pooled_projection_dim)) \
+            if pooled_projection_dim else None  # Wan reads per-token conditioning only
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token embeddings (padding positions zeroed) and the pooled embedding of each prompt."""
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token embeddings (padding positions zeroed) and the pooled embedding of each prompt
+        (None without a pooled head)."""
         weights = mask.unsqueeze(-1).to(hidden.dtype)
+        if self.pooled is None:
+            return self.tokens(hidden) * weights, None
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return self.tokens(hidden) * weights, self.pooled(pooled)

@@ -120,8 +120,8 @@ def test_omni_trains_its_projectors_and_scores_each_modality(project: Path, monk
 
     trained, _ = load_omni(out)
     settings = capability_params(load_params(project / "params.yaml"), "omni")
-    untrained, _ = eval_model(project / "models" / "base", settings, seed=42)  # eval's baseline, seeded
-    again, _ = eval_model(project / "models" / "base", settings, seed=42)
+    untrained, _ = eval_model("omni", project / "models" / "base", settings, seed=42)  # eval's baseline, seeded
+    again, _ = eval_model("omni", project / "models" / "base", settings, seed=42)
     for w in ("model.multi_modal_projector.linear_1.weight", "model.audio_projector.linear_1.weight"):
         assert untrained.state_dict()[w].equal(again.state_dict()[w])  # the same baseline every time
         assert not trained.state_dict()[w].equal(untrained.state_dict()[w])  # both projectors learned

@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nexus.diffusion.generate import generate_images, prompt_embeddings
+from nexus.diffusion.families import load_parts, save_parts, tiny_parts
+from nexus.diffusion.generate import generate, prompt_embeddings
 from nexus.diffusion.objective import FlowMatchingObjective
-from nexus.diffusion.parts import RANDOM_MARK, load_parts, save_parts, tiny_parts
+from nexus.diffusion.parts import RANDOM_MARK
 from nexus.diffusion.projector import TextProjector
 from tests.project import ROOT
 
@@ -60,13 +61,13 @@ def test_projector_shapes_padding_and_diffusers_round_trip(tmp_path: Path) -> No
 
 
 def test_tiny_parts_save_and_load_as_a_diffusers_folder(tmp_path: Path) -> None:
-    parts = tiny_parts(image_size=SIZE)
+    parts = tiny_parts(size=SIZE)
     save_parts(parts, tmp_path / "sd3")
     assert (tmp_path / "sd3" / RANDOM_MARK).is_file()
     loaded = load_parts(tmp_path / "sd3")
-    assert loaded.random and loaded.joint_attention_dim == 32 and loaded.pooled_projection_dim == 16
+    assert loaded.random and loaded.text_dim == 32 and loaded.pooled_dim == 16
     assert not any(p.requires_grad for p in loaded.transformer.parameters())
-    with pytest.raises(FileNotFoundError, match="not an SD3 diffusers folder .*transformer, vae, scheduler"):
+    with pytest.raises(FileNotFoundError, match="not a diffusers folder of SD3 or Wan parts .*transformer, vae"):
         load_parts(tmp_path / "nothing")
 
 
@@ -75,10 +76,10 @@ def test_trainer_trains_the_projector_alone_and_the_loss_falls(lm, tmp_path: Pat
 
     model, tokenizer = lm
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    parts = tiny_parts(image_size=SIZE)
+    parts = tiny_parts(size=SIZE)
     torch.manual_seed(0)
-    projector = TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=parts.joint_attention_dim,
-                              pooled_projection_dim=parts.pooled_projection_dim)
+    projector = TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=parts.text_dim,
+                              pooled_projection_dim=parts.pooled_dim)
     objective = FlowMatchingObjective(model, projector, parts)
     pairs = digit_pairs(8)
     rows = [{"caption": c, "pixel_values": p} for c, p in pairs]
@@ -107,19 +108,19 @@ def test_trainer_trains_the_projector_alone_and_the_loss_falls(lm, tmp_path: Pat
 
 def test_generation_is_seeded_and_follows_the_prompt(lm) -> None:
     model, tokenizer = lm
-    parts = tiny_parts(image_size=SIZE)
-    projector = TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=parts.joint_attention_dim,
-                              pooled_projection_dim=parts.pooled_projection_dim)
+    parts = tiny_parts(size=SIZE)
+    projector = TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=parts.text_dim,
+                              pooled_projection_dim=parts.pooled_dim)
     prompts = ["a handwritten digit 3", "a red bicycle by the sea"]
     embeds, pooled = prompt_embeddings(model, tokenizer, projector, prompts)
     assert embeds.shape[:1] == pooled.shape[:1] == (2,) and embeds.shape[-1] == 32
-    first = generate_images(model, tokenizer, projector, parts, prompts, SIZE, steps=3, seed=7)
-    again = generate_images(model, tokenizer, projector, parts, prompts, SIZE, steps=3, seed=7)
+    first = generate(model, tokenizer, projector, parts, prompts, SIZE, steps=3, seed=7)
+    again = generate(model, tokenizer, projector, parts, prompts, SIZE, steps=3, seed=7)
     assert [im.size for im in first] == [(SIZE, SIZE)] * 2
     assert np.array_equal(np.asarray(first[0]), np.asarray(again[0]))  # seeded
-    alone = [generate_images(model, tokenizer, projector, parts, [p], SIZE, steps=3, seed=7)[0] for p in prompts]
+    alone = [generate(model, tokenizer, projector, parts, [p], SIZE, steps=3, seed=7)[0] for p in prompts]
     assert not np.array_equal(np.asarray(alone[0]), np.asarray(alone[1]))  # same noise: the prompt makes the change
-    guided = generate_images(model, tokenizer, projector, parts, prompts[:1], SIZE, steps=3, guidance=3.0, seed=7)
+    guided = generate(model, tokenizer, projector, parts, prompts[:1], SIZE, steps=3, guidance=3.0, seed=7)
     assert guided[0].size == (SIZE, SIZE)  # the zero unconditional branch stands in for a negative prompt
 
 
@@ -131,7 +132,7 @@ def test_a_checkpoint_holds_the_projector_alone_and_resumes_it(lm, tmp_path: Pat
 
     model, tokenizer = lm
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    parts = tiny_parts(image_size=SIZE)
+    parts = tiny_parts(size=SIZE)
 
     def objective() -> FlowMatchingObjective:
         return FlowMatchingObjective(model, TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=32,
@@ -156,3 +157,43 @@ def test_a_checkpoint_holds_the_projector_alone_and_resumes_it(lm, tmp_path: Pat
         str(tmp_path / "run" / "checkpoint-2"))
     assert all(torch.equal(a, b) for a, b in zip(fresh.projector.state_dict().values(),
                                                  trained.projector.state_dict().values(), strict=True))
+
+
+CLIPS = ROOT / "data" / "samples" / "video_understanding" / "clips"
+
+
+def test_wan_parts_train_the_projector_on_real_clips_and_draw_frames(lm, tmp_path: Path) -> None:
+    """The video family: Wan's per-token conditioning only (no pooled head), 4k + 1 frames, the
+    objective's loss reaching the projector alone, a diffusers round trip, and frames to GIF and MP4."""
+    from nexus.diffusion.collate import clip_pixels
+    from nexus.diffusion.export import write_gif, write_mp4
+    from nexus.multimodal.media import load_video
+
+    model, tokenizer = lm
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    parts = tiny_parts(size=SIZE, family="wan").freeze()
+    parts.frames = 5
+    projector = TextProjector(hidden_size=model.config.hidden_size, joint_attention_dim=parts.text_dim,
+                              pooled_projection_dim=parts.pooled_dim)
+    assert parts.family == "wan" and parts.pooled_dim == 0 and projector.pooled is None
+    clips = torch.stack([clip_pixels(load_video(str(CLIPS / f"c00{n}.mp4"), 5), SIZE) for n in range(2)])
+    assert clips.shape == (2, 3, 5, SIZE, SIZE) and clips.min() >= -1.0 and clips.max() <= 1.0
+    batch = tokenizer(["handwritten digits 6, 8 and 2", "handwritten digits 1 and 4"], return_tensors="pt",
+                      padding=True)
+    loss = FlowMatchingObjective(model, projector, parts)(**batch, pixel_values=clips)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in projector.parameters())
+    assert all(p.grad is None for p in parts.transformer.parameters())
+    save_parts(parts, tmp_path / "wan")
+    again = load_parts(tmp_path / "wan")
+    assert again.family == "wan" and again.random and again.text_dim == 32
+    frames = generate(model, tokenizer, projector, parts, ["handwritten digits 6, 8 and 2"], SIZE, steps=2, seed=3)[0]
+    assert len(frames) == 5 and frames[0].size == (SIZE, SIZE)
+    gif, mp4 = write_gif(frames, tmp_path / "clip.gif"), write_mp4(frames, tmp_path / "clip.mp4")
+    assert Image.open(gif).n_frames == 5
+    assert len(load_video(str(mp4), 5)) == 5 and load_video(str(mp4), 5)[0].size == (SIZE, SIZE)
+    for name in ("transformer", "vae", "scheduler"):
+        (tmp_path / "odd" / name).mkdir(parents=True)
+    (tmp_path / "odd" / "transformer" / "config.json").write_text('{"_class_name": "FluxTransformer2DModel"}')
+    with pytest.raises(FileNotFoundError, match="its transformer is a FluxTransformer2DModel; Nexus drives SD3"):
+        load_parts(tmp_path / "odd")

@@ -45,6 +45,7 @@ EXPECTED = {
     "data/samples/tri_streaming/conversations.json": ("mllm_image", "image", ["tri_streaming"]),
     "data/samples/tri_streaming/text_chats.json": ("messages", "chat", ["tri_streaming"]),
     "data/samples/image_generation/captions.jsonl": ("image_caption", "image_caption", ["image_generation"]),
+    "data/samples/video_generation/captions.jsonl": ("video_caption", "video_caption", ["video_generation"]),
     "data/samples/video_understanding/digit_sequences.json": ("mllm_video", "video", ["video_understanding"]),
     "data/samples/video_understanding/llamafactory/mllm_video_demo.json":
         ("mllm_video", "video", ["video_understanding"]),
@@ -114,7 +115,7 @@ def test_samples_are_routed_and_left_untouched(at_root, tmp_path):
                for n in catalog.notes)
     assert not any(n.startswith("streaming: no preference file") for n in catalog.notes)
     assert "data/does-not-exist does not exist; skipped" in " ".join(catalog.notes)
-    assert "skipped 1994 media files" in " ".join(catalog.notes)
+    assert "skipped 2034 media files" in " ".join(catalog.notes)
     assert not any(n.startswith("omni: no preference file") for n in catalog.notes)  # sft only
 
     written = json.loads((out / "catalog.json").read_text(encoding="utf-8"))
@@ -289,8 +290,8 @@ def test_routing_follows_the_formatters():
 
 def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
     text = format_summary(organize([SAMPLES], tmp_path / "o"))
-    assert text.splitlines()[0].endswith("22 data files into " + (tmp_path / "o").as_posix()
-                                         + ": 22 placed, 0 unplaced")
+    assert text.splitlines()[0].endswith("23 data files into " + (tmp_path / "o").as_posix()
+                                         + ": 23 placed, 0 unplaced")
     assert "  cot " in text and "  vision_qa " in text and "unplaced" not in text.split("\n", 1)[1]
 
 

@@ -57,7 +57,7 @@ def test_selecting_capabilities_parks_the_others_and_brings_them_back_unchanged(
     params = load_params(path)
     assert list(params.capabilities) == ["cot", "tools"]
     assert list(params.parked) == ["omni", "vision_qa", "video_understanding", "podcast", "tri_streaming",
-                                   "image_generation", "reasoning", "thinking", "streaming"]
+                                   "image_generation", "video_generation", "reasoning", "thinking", "streaming"]
     text = path.read_text()
     assert "\n# One model out of many capabilities" in text.split("parked:")[0]  # headings stay in place
     assert "max_length: 768" in text.split("parked:")[0]  # the selected entries keep their settings
@@ -85,6 +85,6 @@ def test_an_entry_in_both_sections_or_none_is_refused(tmp_path):
         load_params(path)
     shutil.copy(ROOT / "params.yaml", path)
     before = path.read_text()
-    with pytest.raises(ParamsError, match="no entry capabilities.video_generation"):
-        select_capabilities(path, ["video_generation"])
+    with pytest.raises(ParamsError, match="no entry capabilities.remotion_explainer"):
+        select_capabilities(path, ["remotion_explainer"])
     assert path.read_text() == before

@@ -106,7 +106,7 @@ def test_skipped_capabilities_are_said_once(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
     out = format_plan(build_plan("all", with_dvc=False))
-    for name in ("video_generation", "remotion_explainer"):
+    for name in ("remotion_explainer",):
         assert out.count(f"-  {name} ") == 1, out
     assert "DVC status unavailable: not asked" in out
 
