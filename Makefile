@@ -29,7 +29,7 @@ PYTEST_ARGS ?=
 export VENV CAPS PYTHON3 BIN INSTALLED TORCH_CPU TORCH_CUDA IMAGE DOCKER_BASE PYTEST_ARGS
 export METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN CAP METHODS MODEL TASKS LIMIT BACKEND
 
-.PHONY: help install train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test check-caps clean
+.PHONY: help install remotion-toolchain train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test check-caps clean
 
 help:
 	@sed -n '2,6p' Makefile
@@ -70,6 +70,8 @@ else
 	@"$$BIN/nexus" set-params --select --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
 	  $${SAMPLE_SIZE:+--sample-size "$$SAMPLE_SIZE"} $${EPOCHS:+--epochs "$$EPOCHS"} \
 	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"}
+	@if PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" 2>/dev/null | grep -qw remotion_explainer; then \
+	  $(MAKE) --no-print-directory remotion-toolchain; fi
 	@echo "dvc repro"; "$$BIN/dvc" repro
 	@"$$BIN/nexus" scores --caps "$$CAPS"
 	@cat reports/scorecard/scorecard.md; \
@@ -88,8 +90,20 @@ dag: install
 metrics: install
 	"$$BIN/dvc" metrics show
 
+# Node, chromium (apt, where missing and root) and the pinned npm packages remotion_explainer checks with.
+remotion-toolchain: install
+	@command -v node >/dev/null && command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "remotion-toolchain: installing Node.js (apt)" && apt-get install -y -qq nodejs npm >/dev/null; } \
+	  || echo "remotion-toolchain: no Node.js and no apt as root: install Node 18+ yourself"
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "remotion-toolchain: installing chromium (apt)" \
+	  && { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; } \
+	  || echo "remotion-toolchain: no chromium and no apt as root: install chromium (or set NEXUS_CHROMIUM)"
+	"$$BIN/python" -m nexus.explainer.toolchain
+
 # PYTEST_ARGS is split into words (several flags), never evaluated: $$PYTEST_ARGS unquoted on purpose.
-test: install
+test: install remotion-toolchain
 	"$$BIN/pytest" $$PYTEST_ARGS
 
 test-full: install

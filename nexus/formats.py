@@ -74,7 +74,7 @@ KINDS: dict[str, str] = {
     "video_audio": "conversations about video clips with their audio track",
     "image_caption": "images with captions (text-to-image)",
     "video_caption": "video clips with captions (text-to-video)",
-    "explainer_code": "explainer-video (Remotion) code examples; no detection rule yet",
+    "explainer_code": "explainer-video (Remotion) compositions written for a topic",
 }
 
 
@@ -185,6 +185,12 @@ def _video_caption(p: Profile) -> str | None:
     if not video or not caption:
         return None
     return f"keys {video[0]} + {caption[0]} (a video clip and its caption)"
+
+
+def _explainer_code(p: Profile) -> str | None:
+    if p.has("topic", "composition"):
+        return "keys topic + composition (a Remotion explainer for a topic)"
+    return None
 
 
 def _media(key: str, part_types: tuple[str, ...], label: str) -> Matcher:
@@ -378,6 +384,7 @@ RULES: tuple[Rule, ...] = (
     # Media next: the records only make sense with their images, videos or audio.
     Rule("image_caption", "image_caption", _image_caption, "HF imagefolder / blip captions"),
     Rule("video_caption", "video_caption", _video_caption, "WebVid / OpenVid-style clip captions"),
+    Rule("explainer_code", "explainer_code", _explainer_code, "Nexus explainer samples"),
     Rule("mllm_video_audio", "video_audio", _video_audio, "LLaMA-Factory/ms-swift"),
     Rule("mllm_video", "video", _media("videos", VIDEO_PART_TYPES, "videos"), "LLaMA-Factory/ms-swift"),
     Rule("mllm_audio", "audio", _media("audios", AUDIO_PART_TYPES, "audios"), "LLaMA-Factory/ms-swift"),

@@ -101,9 +101,8 @@ CAPABILITIES: dict[str, Capability] = {
             ("text",), "generation", implemented=True, kind="diffusion",
         ),
         Capability(
-            "remotion_explainer", "generate Remotion explainer-video code",
-            ("text",), "generation",
-            missing="a code formatter and render-check evaluator (explainer issue)",
+            "remotion_explainer", "a topic in, a Remotion explainer (TSX) out, checked by the real toolchain",
+            ("text",), "generation", implemented=True,
         ),
     )
 }
@@ -143,7 +142,8 @@ def names_by_readiness() -> tuple[list[str], list[str]]:
 def choices() -> str:
     """``valid: cot, ..., all; declared, not trainable yet: omni, ...`` for the error messages."""
     runnable, declared = names_by_readiness()
-    return f"valid: {', '.join(runnable)}; declared, not trainable yet: {', '.join(declared)}"
+    waiting = f"; declared, not trainable yet: {', '.join(declared)}" if declared else ""
+    return f"valid: {', '.join(runnable)}{waiting}"
 
 
 def resolve(caps: str | list[str]) -> tuple[list[str], list[str]]:

@@ -46,6 +46,7 @@ EXPECTED = {
     "data/samples/tri_streaming/text_chats.json": ("messages", "chat", ["tri_streaming"]),
     "data/samples/image_generation/captions.jsonl": ("image_caption", "image_caption", ["image_generation"]),
     "data/samples/video_generation/captions.jsonl": ("video_caption", "video_caption", ["video_generation"]),
+    "data/samples/remotion_explainer/explainers.jsonl": ("explainer_code", "explainer_code", ["remotion_explainer"]),
     "data/samples/video_understanding/digit_sequences.json": ("mllm_video", "video", ["video_understanding"]),
     "data/samples/video_understanding/llamafactory/mllm_video_demo.json":
         ("mllm_video", "video", ["video_understanding"]),
@@ -290,8 +291,8 @@ def test_routing_follows_the_formatters():
 
 def test_summary_lists_capabilities_and_unplaced(at_root, tmp_path):
     text = format_summary(organize([SAMPLES], tmp_path / "o"))
-    assert text.splitlines()[0].endswith("23 data files into " + (tmp_path / "o").as_posix()
-                                         + ": 23 placed, 0 unplaced")
+    assert text.splitlines()[0].endswith("24 data files into " + (tmp_path / "o").as_posix()
+                                         + ": 24 placed, 0 unplaced")
     assert "  cot " in text and "  vision_qa " in text and "unplaced" not in text.split("\n", 1)[1]
 
 

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import yaml
 
 from nexus.config import ParamsError, capability_params
 from nexus.methods import load_params
@@ -57,7 +58,8 @@ def test_selecting_capabilities_parks_the_others_and_brings_them_back_unchanged(
     params = load_params(path)
     assert list(params.capabilities) == ["cot", "tools"]
     assert list(params.parked) == ["omni", "vision_qa", "video_understanding", "podcast", "tri_streaming",
-                                   "image_generation", "video_generation", "reasoning", "thinking", "streaming"]
+                                   "image_generation", "video_generation", "remotion_explainer", "reasoning",
+                                   "thinking", "streaming"]
     text = path.read_text()
     assert "\n# One model out of many capabilities" in text.split("parked:")[0]  # headings stay in place
     assert "max_length: 768" in text.split("parked:")[0]  # the selected entries keep their settings
@@ -83,7 +85,9 @@ def test_an_entry_in_both_sections_or_none_is_refused(tmp_path):
     path.write_text(path.read_text() + "  cot:\n    method: sft\n    init_from: models/base\n")
     with pytest.raises(ParamsError, match="parked.cot: also under capabilities"):
         load_params(path)
-    shutil.copy(ROOT / "params.yaml", path)
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del data["parked"]["remotion_explainer"]  # a capability with no entry in either section
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     before = path.read_text()
     with pytest.raises(ParamsError, match="no entry capabilities.remotion_explainer"):
         select_capabilities(path, ["remotion_explainer"])
