@@ -6,8 +6,9 @@ only what they did not: the merged model on every capability's held-out split, a
 on a capability that no eval stage scored yet. Every cell is measured on the same held-out
 examples (the prepare stage's ``eval.jsonl``). It writes ``reports/scorecard/``: ``scorecard.md``
 (a markdown table), ``scorecard.png`` (grouped bars), ``loss_curves.png`` (each train stage's loss
-from dvclive), and ``metrics.json`` for ``dvc metrics show``. A row per model and capability is
-appended to ``results/scorecard.csv``.
+from dvclive), ``samples.png`` (the images, clips and rendered stills the eval stages generated),
+and ``metrics.json`` for ``dvc metrics show``. A row per model and capability is appended to
+``results/scorecard.csv``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,53 @@ def markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "Models: " + ", ".join(f"{k} = `{v}`" for k, v in card["models"].items()), ""]
     lines += [f"Note: {note}" for note in card.get("notes", [])]
+    if card.get("samples"):
+        lines += ["", "## Samples", "", "What the eval stages generated, base and trained, first ones (all of them "
+                  "under `reports/eval/<capability>/samples/`):", "", "![samples](samples.png)", ""]
+        lines += [f"- {name}: " + ", ".join(f"{label} `{paths[0]}`" for label, paths in models.items() if paths)
+                  for name, models in card["samples"].items()]
     return "\n".join(lines)
+
+
+SAMPLE_SUFFIXES = (".png", ".gif")
+SAMPLES_SHOWN = 3  # per model and capability in samples.png
+
+
+def sample_files(eval_dir: Path, capabilities_: list[str]) -> dict[str, dict[str, list[Path]]]:
+    """``{capability: {"base": [...], "trained": [...]}}``: the media each eval stage generated (images,
+    GIF clips, rendered stills under ``reports/eval/<cap>/samples/``); capabilities without any left out."""
+    found: dict[str, dict[str, list[Path]]] = {}
+    for name in capabilities_:
+        models = {label: sorted(p for p in (eval_dir / name / "samples" / label).glob("*")
+                                if p.suffix in SAMPLE_SUFFIXES)[:SAMPLES_SHOWN] for label in ("base", "trained")}
+        if any(models.values()):
+            found[name] = models
+    return found
+
+
+def plot_samples(samples: dict[str, dict[str, list[Path]]], out: Path) -> None:
+    """A contact sheet: a row per capability and model, its first samples (a clip's first frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = [(name, label, files) for name, models in samples.items() for label, files in models.items()]
+    fig, axes = plt.subplots(max(len(rows), 1), SAMPLES_SHOWN, figsize=(3 * SAMPLES_SHOWN, 2.2 * max(len(rows), 1)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    if not rows:
+        axes[0][0].text(0, 0.5, "no media samples: every capability in this run writes text", fontsize=10)
+    for row, (name, label, files) in enumerate(rows):
+        for col, path in enumerate(files):
+            with Image.open(path) as image:
+                axes[row][col].imshow(image.convert("RGB"))
+            axes[row][col].set_title(f"{name} {label}: {path.name}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def plot_scores(card: dict[str, Any], out: Path) -> None:
@@ -160,12 +207,16 @@ def run_report(params: Params, out_dir: str | Path, models_dir: Path = Path("mod
                train_dir: Path = paths.REPORTS_DIR / "train") -> dict[str, Any]:
     """Build, write and record the scorecard; returns it."""
     card = build_scorecard(params, Path(prepared_dir), Path(eval_dir), Path(merged_dir), Path(models_dir))
+    samples = sample_files(Path(eval_dir), list(params.capabilities))
+    card["samples"] = {name: {label: [str(p) for p in files] for label, files in models.items()}
+                       for name, models in samples.items()}
     with atomic_dir(out_dir) as tmp:
         write_json_atomic(card["metrics"], tmp / "metrics.json")
         write_json_atomic(card, tmp / "scorecard.json")
         write_text_atomic(markdown(card), tmp / "scorecard.md")
         plot_scores(card, tmp / "scorecard.png")
         plot_losses(list(params.capabilities), tmp / "loss_curves.png", Path(train_dir))
+        plot_samples(samples, tmp / "samples.png")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     for label, row in card["metrics"].items():
         for cap, value in row.items():

@@ -85,6 +85,13 @@ def test_projector_trains_and_eval_writes_samples_and_dino_scores(project: Path,
     assert (samples / "base" / first).read_bytes() != (samples / "trained" / first).read_bytes()
     rows = [json.loads(line) for line in (report / "predictions.jsonl").read_text().splitlines()]
     assert rows[0]["base"] == f"base/{first}" and rows[0]["trained"] == f"trained/{first}"
+    # the scorecard's contact sheet picks them up (a clip by its first frame)
+    from nexus.report import plot_samples, sample_files
+
+    found = sample_files(project / "reports" / "eval", [capability])
+    assert [p.name for p in found[capability]["trained"]] == [f"00{n}{suffix}" for n in range(3)]
+    plot_samples(found, project / "samples.png")
+    assert (project / "samples.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_generate_writes_the_sample_and_refuses_bad_input(project: Path, monkeypatch: pytest.MonkeyPatch,

@@ -70,5 +70,7 @@ def test_merge_chain_and_scorecard(tmp_path, tiny_model_dir):
     assert "| merged |" in table and "thinking (think_format" in table
     assert (scorecard / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
     assert (scorecard / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (scorecard / "samples.png").read_bytes()[:4] == b"\x89PNG"  # text capabilities: the "none" sheet
+    assert card["samples"] == {} and "## Samples" not in table
     assert "reports/scorecard/metrics.json" in run(repo, "dvc", "metrics", "show").stdout
     assert "merged" in (repo / "results" / "scorecard.csv").read_text()
