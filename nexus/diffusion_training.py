@@ -23,6 +23,26 @@ log = logging.getLogger(__name__)
 
 FAMILIES = {"image_generation": "sd3", "video_generation": "wan"}
 """Capability -> the diffusion family it drives (:data:`nexus.diffusion.families.FAMILIES`)."""
+DECODERS = {"image_generation": "decoders.image", "video_generation": "decoders.video"}
+"""Capability -> its entry in ``configs/encoders.yaml`` (the omni issue's encoders/decoders config)."""
+
+
+def diffusion_source(capability: str, cap: CapabilityParams) -> tuple[str, str]:
+    """``(folder, why)``: ``diffusion_model`` when set, else the decoders config's offline folder for the
+    capability; ``""`` (tiny random parts) when neither names one, with the config's GPU default in ``why``."""
+    if cap.diffusion_model:
+        return cap.diffusion_model, f"capabilities.{capability}.diffusion_model"
+    from nexus.encoders.spec import SPEC_FILE, EncoderSpecError, load_spec
+
+    try:
+        entry = load_spec().entries.get(DECODERS[capability])
+    except (OSError, EncoderSpecError):
+        entry = None
+    if entry is not None and entry.offline is not None:
+        return str(entry.offline.out), f"{SPEC_FILE} {DECODERS[capability]}.offline"
+    model = (entry.gpu_default.get("model") if entry else None) or "a local diffusers folder"
+    return "", (f"{SPEC_FILE} {DECODERS[capability]} has no offline weights: tiny random parts stand in (they draw "
+                f"noise); on a GPU download {model} and set capabilities.{capability}.diffusion_model")
 
 
 class DiffusionRunError(ValueError):
@@ -75,12 +95,10 @@ def start_model(capability: str, cap: CapabilityParams, seed: int, device: str) 
     from nexus.diffusion.generator import diffusion_parts, new_generator
     from nexus.diffusion.objective import FlowMatchingObjective
 
-    parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, FAMILIES[capability],
-                            frames_of(capability, cap), _dtype(device))
-    if parts.random:
-        log.info("%s: diffusion_model is empty: tiny random SD3 parts (seed %d) stand in; they draw noise. "
-                 "Set capabilities.%s.diffusion_model to a local SD3.5 folder for real images", capability, seed,
-                 capability)
+    source, why = diffusion_source(capability, cap)
+    log.info("%s: diffusion parts from %s", capability, why if not source else f"{source} ({why})")
+    parts = diffusion_parts(source, seed, cap.output_size, FAMILIES[capability], frames_of(capability, cap),
+                            _dtype(device))
     generator = new_generator(cap.init_from, parts, cap.output_size, seed)
     objective = FlowMatchingObjective(generator.language_model, generator.projector, parts)
     return objective.to(device), generator.tokenizer
@@ -102,13 +120,13 @@ def build_trainer(objective: Any, tokenizer: Any, cap: CapabilityParams, args: d
                    data_collator=collator, callbacks=callbacks)
 
 
-def save_output(objective: Any, tokenizer: Any, folder: Path, cap: CapabilityParams) -> None:
+def save_output(capability: str, objective: Any, tokenizer: Any, folder: Path, cap: CapabilityParams) -> None:
     """Write the generator folder (:func:`nexus.diffusion.generator.save_generator`) into ``folder``."""
     from nexus.diffusion.generator import Generator, save_generator
 
     generator = Generator(objective.language_model, tokenizer, objective.projector, objective.parts,
                           cap.init_from, cap.output_size)
-    save_generator(generator, folder, cap.diffusion_model)
+    save_generator(generator, folder, diffusion_source(capability, cap)[0])
 
 
 def eval_model(capability: str, path: str | Path, cap: CapabilityParams, seed: int) -> tuple[Any, Any]:
@@ -121,7 +139,7 @@ def eval_model(capability: str, path: str | Path, cap: CapabilityParams, seed: i
     if is_generator(path):
         generator = load_generator(path, dtype)
     else:
-        parts = diffusion_parts(cap.diffusion_model, seed, cap.output_size, FAMILIES[capability],
+        parts = diffusion_parts(diffusion_source(capability, cap)[0], seed, cap.output_size, FAMILIES[capability],
                                 frames_of(capability, cap), dtype)
         generator = new_generator(str(path), parts, cap.output_size, seed)
     return generator, generator.tokenizer
@@ -153,4 +171,4 @@ class DiffusionKind:
                 "output": output_kind(run.capability)}
 
     def save(self, run: Any, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
-        save_output(trainer.model, tokenizer, folder, run.cap)
+        save_output(run.capability, trainer.model, tokenizer, folder, run.cap)

@@ -197,3 +197,17 @@ def test_wan_parts_train_the_projector_on_real_clips_and_draw_frames(lm, tmp_pat
     (tmp_path / "odd" / "transformer" / "config.json").write_text('{"_class_name": "FluxTransformer2DModel"}')
     with pytest.raises(FileNotFoundError, match="its transformer is a FluxTransformer2DModel; Nexus drives SD3"):
         load_parts(tmp_path / "odd")
+
+
+def test_the_decoder_comes_from_params_or_the_decoders_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/encoders.yaml names no offline diffusion weights: tiny random parts, and the GPU default is
+    named; a diffusion_model set in params.yaml wins."""
+    from nexus.config import CapabilityParams
+    from nexus.diffusion_training import diffusion_source
+
+    monkeypatch.chdir(ROOT)
+    folder, why = diffusion_source("image_generation", CapabilityParams())
+    assert folder == "" and "decoders.image has no offline weights" in why
+    assert "stabilityai/stable-diffusion-3.5-medium" in why
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in diffusion_source("video_generation", CapabilityParams())[1]
+    assert diffusion_source("image_generation", CapabilityParams(diffusion_model="models/sd35"))[0] == "models/sd35"
