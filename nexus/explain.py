@@ -3,8 +3,8 @@ the real toolchain renders it.
 
 ``DIR`` gets a Remotion project that stands on its own: ``package.json`` and ``package-lock.json``
 (the pinned toolchain), ``tsconfig.json``, ``src/kit.tsx`` (the scene kit), ``src/Explainer.tsx`` (the
-composition), ``src/index.tsx`` (its root), ``render.mjs``, ``check.json`` (type-check, bundle and
-render results) and ``explainer.mp4``. ``--composition FILE`` renders a composition you wrote or
+composition), ``src/index.tsx`` (its root), ``render.mjs``, ``check.json`` (whether it type-checks
+and renders, and the first error) and ``explainer.mp4``. ``--composition FILE`` renders a composition you wrote or
 edited instead of asking a model. The folder is written to a temporary name and renamed; when the
 composition does not type-check or render, the project is still written (so it can be fixed) without
 the MP4, and the command exits 1 naming the first error.
@@ -75,7 +75,7 @@ def explain(request: ExplainRequest) -> dict[str, Any]:
             (raised after the project is written).
         ToolchainError: Node, chromium or the npm packages are missing.
     """
-    from nexus.explainer.toolchain import TEMPLATE, ToolchainError, check_compositions, ensure_toolchain, render_video
+    from nexus.explainer.toolchain import TEMPLATE, ToolchainError, ensure_toolchain, render_video, type_check
 
     code = write_composition(request)
     toolchain = ensure_toolchain()
@@ -86,15 +86,17 @@ def explain(request: ExplainRequest) -> dict[str, Any]:
         (tmp / "src" / "Explainer.tsx").write_text(code, encoding="utf-8")
         root = (TEMPLATE / "root.template.tsx").read_text(encoding="utf-8").replace("./__COMPOSITION__", "./Explainer")
         (tmp / "src" / "index.tsx").write_text(root, encoding="utf-8")
-        check = check_compositions(toolchain, [code], tmp / ".stills")[0]
-        shutil.rmtree(tmp / ".stills", ignore_errors=True)
-        check.pop("png", None)
+        error = type_check(toolchain, code)
+        check: dict[str, Any] = {"typechecks": error is None, "renders": False}
         mp4 = None
-        if check["renders"]:
+        if error is None:  # renderMedia bundles and renders every frame: a runtime error fails here
             try:
                 mp4 = render_video(toolchain, code, tmp / "explainer.mp4")
+                check["renders"] = True
             except ToolchainError as err:
-                check.update(renders=False, error=str(err))
+                error = str(err)
+        if error:
+            check["error"] = error
         (tmp / "check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
     if mp4 is None:
         why = check.get("error") or "no error text"

@@ -156,6 +156,17 @@ def _type_errors(toolchain: Toolchain, run: Path) -> dict[str, str]:
         errors.update(found)
 
 
+def type_check(toolchain: Toolchain, source: str) -> str | None:
+    """The first tsc error of one composition (checked with its root), or None when it type-checks."""
+    run = _new_run(toolchain, "tsc-")
+    try:
+        (run / "c000.tsx").write_text(source, encoding="utf-8")
+        _root_for(toolchain, run, "c000")
+        return _type_errors(toolchain, run).get("c000")
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
 def check_compositions(toolchain: Toolchain, sources: list[str], out_dir: str | Path) -> list[dict[str, Any]]:
     """Type-check, bundle and render a still of each composition (TSX source); the stills are written
     as ``<out_dir>/<n>.png``.

@@ -98,7 +98,7 @@ def test_explain_writes_a_project_and_a_real_mp4(workspace_env, tmp_path: Path,
     assert "renders ->" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["check.json", "explainer.mp4", "package-lock.json",
                                                       "package.json", "render.mjs", "src", "tsconfig.json"]
-    assert json.loads((out / "check.json").read_text()) == {"typechecks": True, "bundles": True, "renders": True}
+    assert json.loads((out / "check.json").read_text()) == {"typechecks": True, "renders": True}
     frames = load_video(str(out / "explainer.mp4"), 4)
     assert len(frames) == 4 and frames[0].size == (640, 360)
     assert np.asarray(frames[2].convert("L")).std() > 5  # drawn, not a blank frame
