@@ -84,21 +84,15 @@ def check_settings(capability: str, cap: CapabilityParams) -> None:
                                     "random parts")
 
 
-def _dtype(device: str) -> Any:
-    import torch
-
-    return torch.bfloat16 if device == "cuda" else None  # SD3.5 in bf16 on a GPU; fp32 on the CPU
-
-
 def start_model(capability: str, cap: CapabilityParams, seed: int, device: str) -> tuple[Any, Any]:
     """``(objective, tokenizer)``: a new seeded projector between ``init_from`` and the parts."""
-    from nexus.diffusion.generator import diffusion_parts, new_generator
+    from nexus.diffusion.generator import diffusion_parts, new_generator, parts_dtype
     from nexus.diffusion.objective import FlowMatchingObjective
 
     source, why = diffusion_source(capability, cap)
     log.info("%s: diffusion parts from %s", capability, why if not source else f"{source} ({why})")
     parts = diffusion_parts(source, seed, cap.output_size, FAMILIES[capability], frames_of(capability, cap),
-                            _dtype(device))
+                            parts_dtype(device))
     generator = new_generator(cap.init_from, parts, cap.output_size, seed)
     objective = FlowMatchingObjective(generator.language_model, generator.projector, parts)
     return objective.to(device), generator.tokenizer
@@ -133,16 +127,17 @@ def eval_model(capability: str, path: str | Path, cap: CapabilityParams, seed: i
     """``(generator, tokenizer)`` to score: a trained generator folder, or for a language model (the
     baseline) the untrained generator training starts from (same parts, same seeded projector)."""
     from nexus.device import DeviceProfile
-    from nexus.diffusion.generator import diffusion_parts, is_generator, load_generator, new_generator
+    from nexus.diffusion.generator import diffusion_parts, is_generator, load_generator, new_generator, parts_dtype
 
-    dtype = _dtype(DeviceProfile.detect().device)
+    device = DeviceProfile.detect().device
+    dtype = parts_dtype(device)
     if is_generator(path):
         generator = load_generator(path, dtype)
     else:
         parts = diffusion_parts(diffusion_source(capability, cap)[0], seed, cap.output_size, FAMILIES[capability],
                                 frames_of(capability, cap), dtype)
         generator = new_generator(str(path), parts, cap.output_size, seed)
-    return generator, generator.tokenizer
+    return generator.to(device), generator.tokenizer
 
 
 class DiffusionKind:

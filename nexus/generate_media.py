@@ -116,10 +116,12 @@ def generate_media(request: MediaRequest) -> dict[str, Any]:
         GeneratorError: the model folder holds no trained generator.
     """
     check_request(request)
-    from nexus.diffusion.generator import load_generator
+    from nexus.device import DeviceProfile
+    from nexus.diffusion.generator import load_generator, parts_dtype
 
     model = request.model or DEFAULT_MODELS[request.kind]
-    generator = load_generator(model)
+    device = DeviceProfile.detect().device
+    generator = load_generator(model, parts_dtype(device)).to(device)
     video = generator.parts.frames > 1
     if video != (request.kind == "video"):
         other = "video" if video else "image"

@@ -48,6 +48,12 @@ class Generator:
     language_model_path: str
     image_size: int
 
+    def to(self, device: str) -> Generator:
+        """Move the language model, the projector and the parts to ``device`` (in place); returns self."""
+        for module in (self.language_model, self.projector, self.parts.transformer, self.parts.vae):
+            module.to(device)
+        return self
+
     def draw(self, prompts: list[str], steps: int = 20, guidance: float = 1.0, seed: int = 0,
              size: int | None = None) -> list[Any]:
         """One sample per prompt: a PIL image, or a list of PIL frames (:func:`nexus.diffusion.generate.generate`)."""
@@ -55,6 +61,13 @@ class Generator:
 
         return generate(self.language_model, self.tokenizer, self.projector, self.parts, prompts,
                         size or self.image_size, steps=steps, guidance=guidance, seed=seed)
+
+
+def parts_dtype(device: str) -> Any:
+    """The dtype real parts load in: bf16 on a GPU (SD3.5 and Wan's transformers), their own (fp32) on the CPU."""
+    import torch
+
+    return torch.bfloat16 if device == "cuda" else None
 
 
 def diffusion_parts(diffusion_model: str, seed: int, image_size: int, family: str = "sd3", frames: int = 1,
