@@ -104,7 +104,7 @@ def markdown(card: dict[str, Any]) -> str:
                   "under `reports/eval/<capability>/samples/`):", "", "![samples](samples.png)", ""]
         lines += [f"- {name}: " + ", ".join(f"{label} `{paths[0]}`" for label, paths in models.items() if paths)
                   for name, models in card["samples"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 SAMPLE_SUFFIXES = (".png", ".gif")
