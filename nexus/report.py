@@ -131,7 +131,7 @@ def plot_samples(samples: dict[str, dict[str, list[Path]]], out: Path) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    rows = [(name, label, files) for name, models in samples.items() for label, files in models.items()]
+    rows = [(name, label, files) for name, models in samples.items() for label, files in models.items() if files]
     fig, axes = plt.subplots(max(len(rows), 1), SAMPLES_SHOWN, figsize=(3 * SAMPLES_SHOWN, 2.2 * max(len(rows), 1)),
                              squeeze=False)
     for ax in axes.flat:
