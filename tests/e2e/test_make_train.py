@@ -27,6 +27,7 @@ def test_make_train_cot_runs_the_pipeline_and_reports_both_scores(tmp_path, tiny
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert list(params["capabilities"]) == ["cot"]  # the selection is the DAG; the rest is parked
     assert list(params["parked"]) == ["omni", "vision_qa", "video_understanding", "podcast", "tri_streaming",
+                                      "image_generation", "video_generation", "remotion_explainer",
                                       "reasoning", "thinking", "tools", "streaming"]
     assert "Running stage 'merge'" in result.stdout and "Running stage 'report'" in result.stdout
 
