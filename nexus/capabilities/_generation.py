@@ -68,7 +68,7 @@ def draw_and_score(model: Any, examples: list[Example], steps: int, guidance: fl
     import torch
 
     from nexus.diffusion.collate import caption_of
-    from nexus.diffusion.fidelity import ImageEmbedder, diversity
+    from nexus.diffusion.fidelity import ImageEmbedder, diversity, frame_fidelity
     from nexus.generation.stream import StreamedText
 
     if not vision_encoder:
@@ -79,8 +79,8 @@ def draw_and_score(model: Any, examples: list[Example], steps: int, guidance: fl
     frames = [sample if isinstance(sample, list) else [sample] for sample in samples]
     fidelity, means = [], []
     for drawn, example in zip(frames, examples, strict=True):
-        generated, reference = embed(drawn), embed(references(example)[:len(drawn)])
-        fidelity.append(float((generated[:len(reference)] * reference).sum(dim=-1).mean()))
+        generated = embed(drawn)
+        fidelity.append(frame_fidelity(generated, embed(references(example)[:len(drawn)])))
         means.append(torch.nn.functional.normalize(generated.mean(dim=0), dim=-1))
     spread = round(diversity(torch.stack(means)), 4)
     folder = Path(media_dir) if media_dir is not None else Path(tempfile.mkdtemp(prefix="nexus-samples-"))

@@ -19,11 +19,6 @@ def tiny_parts(seed: int = 0, size: int = 32, family: str = "sd3") -> DiffusionP
     return FAMILIES[family].tiny(seed, size)
 
 
-def save_parts(parts: DiffusionParts, folder: str | Path) -> Path:
-    """Write ``parts`` as a diffusers folder (see :meth:`DiffusionParts.save`)."""
-    return parts.save(folder)
-
-
 def load_parts(folder: str | Path, dtype: torch.dtype | None = None) -> DiffusionParts:
     """The frozen parts of a local diffusers folder, of the family its ``transformer/config.json`` names.
 

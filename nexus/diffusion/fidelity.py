@@ -35,9 +35,11 @@ class ImageEmbedder:
         return torch.nn.functional.normalize(cls.float(), dim=-1)
 
 
-def subject_fidelity(generated: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """Per generated image, its mean cosine similarity to the reference images (the DINO score)."""
-    return (generated @ references.T).mean(dim=1)
+def frame_fidelity(generated: torch.Tensor, reference: torch.Tensor) -> float:
+    """The DINO score of one sample: the mean over frames of the cosine similarity between each
+    generated frame and the same frame of the reference (an image is one frame)."""
+    count = min(len(generated), len(reference))
+    return float((generated[:count] * reference[:count]).sum(dim=-1).mean())
 
 
 def diversity(generated: torch.Tensor) -> float:

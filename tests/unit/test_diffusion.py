@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nexus.diffusion.families import load_parts, save_parts, tiny_parts
+from nexus.diffusion.families import load_parts, tiny_parts
 from nexus.diffusion.generate import generate, prompt_embeddings
 from nexus.diffusion.objective import FlowMatchingObjective
 from nexus.diffusion.parts import RANDOM_MARK
@@ -62,7 +62,7 @@ def test_projector_shapes_padding_and_diffusers_round_trip(tmp_path: Path) -> No
 
 def test_tiny_parts_save_and_load_as_a_diffusers_folder(tmp_path: Path) -> None:
     parts = tiny_parts(size=SIZE)
-    save_parts(parts, tmp_path / "sd3")
+    parts.save(tmp_path / "sd3")
     assert (tmp_path / "sd3" / RANDOM_MARK).is_file()
     loaded = load_parts(tmp_path / "sd3")
     assert loaded.random and loaded.text_dim == 32 and loaded.pooled_dim == 16
@@ -184,7 +184,7 @@ def test_wan_parts_train_the_projector_on_real_clips_and_draw_frames(lm, tmp_pat
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in projector.parameters())
     assert all(p.grad is None for p in parts.transformer.parameters())
-    save_parts(parts, tmp_path / "wan")
+    parts.save(tmp_path / "wan")
     again = load_parts(tmp_path / "wan")
     assert again.family == "wan" and again.random and again.text_dim == 32
     frames = generate(model, tokenizer, projector, parts, ["handwritten digits 6, 8 and 2"], SIZE, steps=2, seed=3)[0]
