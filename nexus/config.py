@@ -25,6 +25,8 @@ from typing import Any, TypeVar, get_origin, get_type_hints
 
 import yaml
 
+from nexus.launch_params import LaunchParams  # the launch: section (re-exported)
+
 PARAMS_FILE = "params.yaml"
 QUICK_STEPS = 10
 
@@ -184,9 +186,11 @@ class Params:
     capabilities: dict[str, CapabilityParams]
     merge: MergeParams = field(default_factory=MergeParams)
     parked: dict[str, CapabilityParams] = field(default_factory=dict)  # out of the DAG (``parked:``)
+    launch: LaunchParams = field(default_factory=LaunchParams)
 
 
-SECTIONS = ("base", "organize", "controller", "capability_defaults", "methods", "capabilities", "merge", "parked")
+SECTIONS = ("base", "organize", "controller", "launch", "capability_defaults", "methods", "capabilities", "merge",
+            "parked")
 _ADAPTERS = ("lora", "qlora", "full", "none")  # none: the language model stays frozen (multimodal parts train)
 TRAIN_PARTS = ("projectors", "vision_tower", "audio_tower")
 
@@ -237,6 +241,12 @@ def _coerce_onto(base: T, raw: Any, where: str, errors: list[str],
 def _coerce(cls: type[T], raw: Any, where: str, errors: list[str]) -> T:
     """Build dataclass ``cls`` from mapping ``raw``, appending one message per bad key."""
     return _coerce_onto(cls(), raw, where, errors)
+
+
+def _launch(raw: Any, errors: list[str]) -> LaunchParams:
+    launch = _coerce(LaunchParams, raw, "launch", errors)
+    errors.extend(f"launch.{key}: {problem}" for key, problem in launch.problems().items())
+    return launch
 
 
 def _report_problems(settings: Any, where: str, keys: Collection[str] | None, errors: list[str]) -> None:
@@ -386,6 +396,7 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodR
     base = _coerce(BaseParams, raw.get("base"), "base", errors)
     organize = _coerce(OrganizeParams, raw.get("organize"), "organize", errors)
     controller = _coerce(ControllerParams, raw.get("controller"), "controller", errors)
+    launch = _launch(raw.get("launch"), errors)
     defaults = _capability_defaults(raw.get("capability_defaults"), errors)
     method_defaults = _method_defaults(raw.get("methods"), resolve_method, errors)
     caps_raw = raw.get("capabilities") or {}
@@ -403,7 +414,17 @@ def parse_params(raw: Any, source: str = PARAMS_FILE, *, resolve_method: MethodR
     _check_chains(base, capabilities, errors)
     if errors:
         raise ParamsError(f"{source}: " + "; ".join(errors))
-    return Params(base, organize, controller, capabilities, merge, parked)
+    return Params(base, organize, controller, capabilities, merge, parked, launch)
+
+
+def load_launch(path: str | os.PathLike[str] = PARAMS_FILE) -> LaunchParams:
+    """The ``launch:`` section alone, validated (the train stage reads it before it starts ranks).
+    Raises :class:`ParamsError` naming the key."""
+    raw, errors = read_params(path), []
+    launch = _launch(raw.get("launch") if isinstance(raw, dict) else None, errors)
+    if errors:
+        raise ParamsError(f"{path}: " + "; ".join(errors))
+    return launch
 
 
 def _parked(raw: Any, active: dict[str, Any], check: Callable[[str, Any], CapabilityParams],
@@ -419,18 +440,6 @@ def _parked(raw: Any, active: dict[str, Any], check: Callable[[str, Any], Capabi
         if name in active:
             errors.append(f"parked.{name}: also under capabilities; keep one of the two entries")
     return {name: check(name, entry) for name, entry in raw.items()}
-
-
-def with_prerequisites(selected: list[str], init_from: dict[str, str]) -> list[str]:
-    """``selected`` plus every capability a selected one starts from (``init_from:
-    models/capabilities/<other>``, followed down the chain), in the order given then found."""
-    out = list(selected)
-    for name in out:  # grows while it is walked: a chain of any length
-        start = init_from.get(name, "")
-        other = start.removeprefix("models/capabilities/") if start.startswith("models/capabilities/") else None
-        if other and other not in out:
-            out.append(other)
-    return out
 
 
 def read_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Any:

@@ -152,13 +152,46 @@ def load_model(path: str | Path, dtype: Any = None, quantize_4bit: bool = False,
     return model
 
 
+BASE_STAMP = "nexus_base.json"
+"""Written into a converted folder: what it was made from (GGUF sha256) and by which transformers."""
+
+
+def conversion_stamp(source: str | Path) -> dict[str, str] | None:
+    """What :func:`convert_to_hf` records about a GGUF ``source`` (None for an HF folder source)."""
+    import hashlib
+    from importlib.metadata import version
+
+    path = Path(source)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return {"source": path.name, "sha256": digest.hexdigest(), "transformers": version("transformers")}
+
+
+def is_converted(source: str | Path, out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` already holds :func:`convert_to_hf`'s output for the GGUF ``source``
+    (its stamp matches and its config is there), so converting again would write the same folder."""
+    import json
+
+    stamp, folder = conversion_stamp(source), Path(out_dir)
+    try:
+        written = json.loads((folder / BASE_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return stamp is not None and written == stamp and (folder / "config.json").is_file()
+
+
 def convert_to_hf(source: str | Path, out_dir: str | Path) -> Path:
-    """Convert a GGUF file (or copy an HF folder) into a plain HF folder at ``out_dir``.
+    """Convert a GGUF file (or copy an HF folder) into a plain HF folder at ``out_dir``; a GGUF
+    conversion is stamped (:data:`BASE_STAMP`) so that a rerun can keep it (:func:`is_converted`).
 
     Writes into a temporary sibling folder and renames it into place, so a failure leaves no
     half-written model.
     """
-    from nexus.atomic import atomic_dir
+    from nexus.atomic import atomic_dir, write_json_atomic
 
     gguf = model_source(source)[1] is not None
     log.info("converting %s -> %s: %s", source, out_dir,
@@ -168,7 +201,10 @@ def convert_to_hf(source: str | Path, out_dir: str | Path) -> Path:
     model = load_model(source)
     tokenizer = load_tokenizer(source)
     log.info("loaded in %.0f s; saving %s (safetensors and tokenizer)", time.perf_counter() - started, out_dir)
+    stamp = conversion_stamp(source) if gguf else None
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if stamp:
+            write_json_atomic(stamp, tmp / BASE_STAMP)
     return Path(out_dir)

@@ -46,17 +46,34 @@ def quiet_known_upstream_noise() -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading/saving bars
 
 
-def setup(stage_log: str, level: int = logging.INFO) -> Path:
-    """Send ``nexus`` (and transformers/TRL warnings) to ``logs/<stage_log>.log`` and stderr."""
+def setup(stage_log: str, level: int = logging.INFO, rank: int = 0) -> Path:
+    """Send ``nexus`` (and transformers/TRL warnings) to ``logs/<stage_log>.log`` and stderr.
+
+    A multi-process stage's ranks share the file: rank 0 logs at ``level``, the others only their
+    warnings and errors, each line marked ``[rank N]``.
+    """
     LOGS_DIR.mkdir(parents=True, exist_ok=True)
     path = LOGS_DIR / f"{stage_log}.log"
     root = logging.getLogger()
     root.setLevel(logging.WARNING)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    formatter = logging.Formatter(FORMAT)
+    formatter = logging.Formatter(FORMAT.replace("%(message)s", f"[rank {rank}] %(message)s") if rank else FORMAT)
     for handler in (logging.FileHandler(path, encoding="utf-8"), logging.StreamHandler(sys.stderr)):
         handler.setFormatter(formatter)
         root.addHandler(handler)
-    logging.getLogger("nexus").setLevel(level)
+    logging.getLogger("nexus").setLevel(level if rank == 0 else max(level, logging.WARNING))
     return path
+
+
+def exit_now(code: int) -> None:
+    """Flush the logs and the standard streams, then end the process with ``code`` at once.
+
+    For a train stage whose work is done (its output written, or its SIGTERM checkpoint marked):
+    the interpreter's ~2 s teardown of torch and transformers is skipped, in which a kill would fail
+    the stage (and make DVC retrain it all) or, on a rank, outlive the launcher's patience.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml as pyyaml
 
-from nexus.config import ParamsError, with_prerequisites
+from nexus import registry
+from nexus.config import ParamsError
 from nexus.methods import parse_params
 from nexus.paths import OMNI_OUTPUT
 from nexus.registry import CAPABILITIES
@@ -69,7 +70,7 @@ def _select(data: Any, path: Path, selected: list[str]) -> list[str]:
     active, parked = data.get("capabilities") or CommentedMap(), data.get("parked") or CommentedMap()
     entries = {**parked, **active}
     rewired = start_from_omni(entries, selected, str((data.get("base") or {}).get("model", "")), path)
-    wanted = with_prerequisites(selected, {n: str((e or {}).get("init_from", "")) for n, e in entries.items()})
+    wanted = registry.with_prerequisites(selected, {n: str((e or {}).get("init_from", "")) for n, e in entries.items()})
     missing = [name for name in wanted if name not in entries]
     if missing:
         raise ParamsError(f"{path}: no entry capabilities.{missing[0]} (nor parked.{missing[0]}); add one "

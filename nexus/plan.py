@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from nexus import paths, registry
-from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError, with_prerequisites
+from nexus.config import PARAMS_FILE, QUICK_STEPS, ParamsError
 from nexus.methods import Method, load_params, resolve
 from nexus.modality import detect_modalities
 
@@ -167,7 +167,7 @@ def _selection_moves(selected: list[str], params: Any, via_omni: list[str]) -> l
     (``via_omni``: the capabilities it starts from omni's composite, which brings omni along)."""
     starts = {n: c.init_from for n, c in {**params.parked, **params.capabilities}.items()}
     starts.update({n: paths.OMNI_OUTPUT for n in via_omni})
-    wanted = with_prerequisites(selected, starts)
+    wanted = registry.with_prerequisites(selected, starts)
     back = [n for n in wanted if n in params.parked]
     out = [n for n in params.capabilities if n not in wanted]
     return ([f"back under capabilities (their stages never ran in this DAG): {', '.join(back)}"] if back else []) + \

@@ -233,3 +233,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def with_prerequisites(selected: list[str], init_from: dict[str, str]) -> list[str]:
+    """``selected`` plus every capability a selected one starts from (``init_from:
+    models/capabilities/<other>``, followed down the chain), in the order given then found."""
+    out = list(selected)
+    for name in out:  # grows while it is walked: a chain of any length
+        start = init_from.get(name, "")
+        other = start.removeprefix("models/capabilities/") if start.startswith("models/capabilities/") else None
+        if other and other not in out:
+            out.append(other)
+    return out

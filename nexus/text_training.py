@@ -76,8 +76,11 @@ class TextKind:
     def save(self, run: Any, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
         from nexus.model_card import point_adapter_at_base
 
-        final = trainer.model.merge_and_unload() if self._merge_into_start(run, params) else trainer.model
-        final.save_pretrained(folder)
+        if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+            trainer.save_model(str(folder))  # FSDP / ZeRO: every rank gathers the shards, rank 0 writes
+        else:
+            final = trainer.model.merge_and_unload() if self._merge_into_start(run, params) else trainer.model
+            final.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         if (folder / "adapter_config.json").is_file():
             point_adapter_at_base(folder / "adapter_config.json", run.cap.init_from)

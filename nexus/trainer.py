@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from nexus import diffusion_training, media_training, methods, paths, registry, results, text_training
+from nexus import diffusion_training, launch, media_training, methods, paths, ranks, registry, results, text_training
 from nexus.atomic import write_text_atomic
 from nexus.checkpoints import (
     TRAINER_STATE,
@@ -104,14 +104,24 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
             "base_model": params.base.model, "data": split.fingerprint}
 
 
-def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile) -> dict:
-    """The ``TrainingArguments`` keywords every method shares (method configs add their own)."""
+def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile,
+                       capability: str = "capabilities") -> dict:
+    """The ``TrainingArguments`` keywords every method shares (method configs add their own).
+
+    ``batch_size x grad_accum`` is the global batch: several processes split it
+    (:func:`nexus.ranks.split_global_batch`), so the schedule is the same on any world size.
+
+    Raises:
+        BatchSplitError: the world size does not divide the global batch.
+    """
+    per_process, accum = ranks.split_global_batch(cap.batch_size, cap.grad_accum, ranks.world_size(),
+                                                  where=f"capabilities.{capability}")
     return {
         "output_dir": str(ckpt_dir),
         "num_train_epochs": cap.epochs,
         "max_steps": cap.max_steps,
-        "per_device_train_batch_size": cap.batch_size,
-        "gradient_accumulation_steps": cap.grad_accum,
+        "per_device_train_batch_size": per_process,
+        "gradient_accumulation_steps": accum,
         "learning_rate": cap.learning_rate,
         "lr_scheduler_type": "cosine",
         "warmup_steps": 0.05,
@@ -128,6 +138,7 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
         "disable_tqdm": not sys.stderr.isatty(),  # a terminal gets the bar, a log step lines (nexus.progress)
         "include_num_input_tokens_seen": "non_padding",
         "dataloader_num_workers": 0,
+        "save_on_each_node": ranks.nodes() > 1,  # each node's clone holds its checkpoints (docs/distributed.md)
     }
 
 
@@ -269,6 +280,32 @@ def kind_of(capability: str) -> TrainingKind:
     return KINDS[registry.CAPABILITIES[capability].kind]
 
 
+def distributed_strategy() -> str:
+    """How this run's ranks share the model, from the launcher's environment: ``ddp``, ``fsdp``,
+    ``zero2``/``zero3`` (``single`` for one process)."""
+    if ranks.world_size() <= 1:
+        return "single"
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "fsdp"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return f"zero{os.environ.get('ACCELERATE_DEEPSPEED_ZERO_STAGE', '')}"
+    return "ddp"
+
+
+def _sharded(trainer: Any) -> bool:
+    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
+
+
+def _save_other_rank(run: _Run, trainer: Any, tokenizer: Any, params: Params) -> None:
+    """A rank other than 0 writes nothing; under FSDP or ZeRO it takes part in gathering the
+    weights that rank 0 saves (into a scratch folder it then drops)."""
+    import tempfile
+
+    if _sharded(trainer):
+        with tempfile.TemporaryDirectory(prefix="nexus-rank-save-") as scratch:
+            kind_of(run.capability).save(run, trainer, tokenizer, Path(scratch), params)
+
+
 def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], params: Params,
           out_dir: str | Path) -> Path:
     """Write the trained model (its kind's files), the run card and model card (README.md) as one
@@ -280,6 +317,9 @@ def _save(run: _Run, trainer: Any, tokenizer: Any, summary: dict[str, Any], para
     kind, rows = kind_of(run.capability), run.rows
     card = {**summary, "base_model_path": resolvable_base(params.base.model), "params": asdict(run.cap),
             "seed": params.base.seed, "device": asdict(run.profile), "dropped": run.split.dropped,
+            "processes": {"world_size": ranks.world_size(), "strategy": distributed_strategy(),
+                          "per_process_batch": trainer.args.per_device_train_batch_size,
+                          "grad_accum_per_process": trainer.args.gradient_accumulation_steps},
             "data_files": run.split.stats.get("files", []),
             "method_data": {"source": rows.source, "rows": len(rows.rows)},
             **kind.card(run, params), "versions": _library_versions()}
@@ -311,8 +351,13 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
         raise CapabilityUnavailableError(problem)
     _log_split(split)
     run.schedule = schedule_of(cap, params, split)
-    run.resume = find_resume_checkpoint(ckpt_dir, run.schedule)
-    tidy_checkpoints(ckpt_dir, run.resume, out_dir)
+    ranks.barrier()  # every rank has planned before rank 0 tidies the checkpoints they all read
+    if ranks.is_main():
+        run.resume = find_resume_checkpoint(ckpt_dir, run.schedule)
+        tidy_checkpoints(ckpt_dir, run.resume, out_dir)
+    ranks.barrier()
+    if not ranks.is_main():
+        run.resume = find_resume_checkpoint(ckpt_dir, run.schedule)
     return run
 
 
@@ -339,6 +384,9 @@ def _train(run: _Run, trainer: Any, controller: TrainingController) -> float:
     if controller.stopped_by_signal:
         log.info("stopped by SIGTERM at step %d; checkpoint in %s; rerun the stage to resume",
                  trainer.state.global_step, run.ckpt_dir)
+        ranks.barrier()  # the ranks leave together, after rank 0 marked the checkpoint complete
+        if ranks.is_main():
+            launch.leave_stop_note()
         sys.exit(EXIT_TERMINATED)
     return time.perf_counter() - started
 
@@ -390,6 +438,11 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
 
     log.info("%s: starting (PID %d): loading the tokenizer and the data; kill -USR1 %d pauses at the first step",
              capability, os.getpid(), os.getpid())
+    ranks.start_process_group()
+    if ranks.world_size() > 1:
+        pids = ", ".join(f"{pid} (rank {r})" for r, pid in enumerate(ranks.gather_pids()))
+        log.info("%s: %d processes (%s), PIDs %s: a signal to any of them acts on all at the same step",
+                 capability, ranks.world_size(), distributed_strategy(), pids)
     tokenizer = load_tokenizer(params.base.model)
     run = _plan_run(capability, params, organized_dir, modality_file, prepared_dir, tokenizer, out_dir)
     cap = run.cap
@@ -399,14 +452,21 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
     log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
              run.method.name, kind.card(run, params)["library"], cap.adapter,
              cap.init_from, run.profile.device, run.profile.bf16, run.profile.model_loss)
-    live = live_logger(report_dir or paths.train_report_dir(capability), run.resume)
     controller = TrainingController(params.controller, run.schedule, logger=log, signals=signals)
-    args = training_arguments(cap, params, run.ckpt_dir, run.profile)
-    callbacks = [controller, LiveAtGlobalStep(live), DVCLiveCallback(live=live)]
+    args = training_arguments(cap, params, run.ckpt_dir, run.profile, capability)
+    callbacks: list[Any] = [controller]
+    live = None
+    if ranks.is_main():  # one writer of metrics and plots
+        live = live_logger(report_dir or paths.train_report_dir(capability), run.resume)
+        callbacks += [LiveAtGlobalStep(live), DVCLiveCallback(live=live)]
     trainer = kind.build(run, model, tokenizer, args, callbacks, params)
     attach_training_progress(trainer, capability)  # replaces the Trainer's dict per log
     elapsed = _train(run, trainer, controller)
     summary = _summary(run, trainer, elapsed, params)
+    if not ranks.is_main():
+        _save_other_rank(run, trainer, tokenizer, params)
+        return summary
+    assert live is not None
     for key in ("train_loss", "final_loss", "steps", "runtime_s", "tokens_per_s"):
         live.summary[key] = summary[key]
     live.step = trainer.state.global_step

@@ -9,8 +9,6 @@ DVC runs it (see dvc.yaml); by hand, from the project root with the virtualenv a
 first, before torch loads, and stay until the process exits.
 """
 
-import logging
-import os
 import sys
 
 from _interpreter import use_project_python
@@ -22,13 +20,9 @@ from nexus.signals import install_stage_signals  # noqa: E402 - after the interp
 if __name__ == "__main__":
     install_stage_signals()  # first: a signal during the imports below (torch: seconds) is handled too
     from nexus.cli import main
+    from nexus.logs import exit_now
 
     rc = main(["train", *sys.argv[1:]])
     if rc == 0:
-        # The output is written and the checkpoints are gone: skip the interpreter's ~2 s teardown of
-        # torch and transformers, in which a kill would fail the stage and make DVC retrain it all.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        exit_now(0)  # the output is written and the checkpoints are gone: skip the ~2 s teardown
     sys.exit(rc)

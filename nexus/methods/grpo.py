@@ -74,7 +74,7 @@ def build_grpo(ctx: TrainContext) -> Any:
     args.pop("max_length", None)
     args["include_num_input_tokens_seen"] = "no"  # batches hold prompt ids, not input_ids: TRL counts tokens
     groups = settings.num_generations
-    args["per_device_train_batch_size"] = ctx.cap.batch_size * groups
+    args["per_device_train_batch_size"] *= groups  # this process's share of batch_size, times the group
     config = GRPOConfig(**args, num_generations=groups, max_completion_length=ctx.cap.max_new_tokens,
                         beta=settings.beta, temperature=settings.temperature, log_completions=False)
     return GRPOTrainer(model=ctx.model, reward_funcs=[reward_function(ctx)], args=config,

@@ -104,7 +104,7 @@ def build_kto(ctx: TrainContext) -> Any:
     from trl import KTOConfig, KTOTrainer
 
     # KTO's KL estimate pairs each completion with another prompt of the batch: it needs 2 or more.
-    args = KTOConfig(**{**ctx.args, "per_device_train_batch_size": max(2, ctx.cap.batch_size)},
+    args = KTOConfig(**{**ctx.args, "per_device_train_batch_size": max(2, ctx.args["per_device_train_batch_size"])},
                      beta=ctx.settings(KTOSettings).beta, dataset_num_proc=None)
     return KTOTrainer(model=ctx.model, args=args, train_dataset=_dataset(ctx),
                       processing_class=ctx.tokenizer, callbacks=ctx.callbacks)

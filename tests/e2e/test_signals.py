@@ -3,61 +3,25 @@ signals at the edges: during start-up (before the model loads) and during the fi
 
 import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 
-from tests.project import copy_project, edit_params, env, run, tiny_params
+from tests.project import Background, copy_project, edit_params, run, tiny_params
 
 STEPS = 40
 
 
-class StageProcess:
-    """`python stages/train.py` in the background, its output lines collected as they come."""
+class StageProcess(Background):
+    """`python stages/train.py` in the background (see :class:`tests.project.Background`)."""
 
     def __init__(self, repo, triggers: tuple[tuple[str, int], ...] = ()):
-        """``triggers``: (pattern, signal) pairs; the first line matching a pattern gets that signal
-        sent at once, from the reader thread (no polling delay: the final save lasts ~0.1 s)."""
-        self.proc = subprocess.Popen(
-            [sys.executable, "stages/train.py", "--capability", "cot", "--out", "models/capabilities/cot"],
-            cwd=repo, env={**env(), "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-        self.lines: list[str] = []
-        self.triggers = list(triggers)
-        self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            for trigger in [t for t in self.triggers if re.search(t[0], line)]:
-                self.triggers.remove(trigger)
-                os.kill(self.proc.pid, trigger[1])
-            self._queue.put(line)
-
-    def _drain(self):
-        while not self._queue.empty():
-            self.lines.append(self._queue.get())
-
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._drain()
-            for line in self.lines:
-                if match := re.search(pattern, line):
-                    return match
-            if self.proc.poll() is not None and self._queue.empty():
-                break
-            time.sleep(0.05)
-        self._drain()
-        raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines[-40:])}")
+        super().__init__(repo, [sys.executable, "stages/train.py", "--capability", "cot", "--out",
+                                "models/capabilities/cot"], triggers)
 
     def steps_logged(self) -> int:
-        self._drain()
-        return sum(1 for line in self.lines if STEP_LINE.search(line))
+        return self.count(STEP_LINE)
 
 
 STEP_LINE = re.compile(r"train cot: step \d+/\d+ ")  # one per step below 40 steps (nexus.train_progress)
