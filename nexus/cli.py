@@ -174,7 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nexus.trainer import run_capability
 
     name = _capability(args)
-    logs.setup(f"train_{name}", rank=ranks.rank())
+    logs.setup(f"train_{name}", rank=0 if ranks.is_main() else ranks.rank())  # each node's first process reports
     run_capability(name, _stage_params(args, name), paths.output_dir(name, args.out), organized_dir=args.data,
                    modality_file=args.modality, prepared_dir=args.prepared, signals=signals)
     return 0

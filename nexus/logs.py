@@ -16,7 +16,10 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # - bitsandbytes' CPU backend, on a CPU with avx512_bf16, tries the optional `kernels` package for a
 #   faster 4-bit kernel and logs a warning when it is absent; its own kernel is used instead.
 # - transformers 5.2x deprecates `is_gradient_checkpointing`, which PEFT's model loading still calls.
-NOISY_LOGGERS = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community"}
+# - DeepSpeed (installed for launch.strategy zero2/zero3) is imported by accelerate whenever a Trainer
+#   unwraps its model, and on a machine without a GPU says it falls back to its CPU accelerator.
+NOISY_LOGGERS = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+                 "DeepSpeed": "Setting accelerator to CPU"}
 NOISY_WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),)
 
 

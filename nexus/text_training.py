@@ -46,7 +46,12 @@ class TextKind:
     schedule_keys: tuple[str, ...] = ()
 
     def check(self, run: Any, params: Params) -> str | None:
-        """Nothing to check beyond the method (resolved before)."""
+        """A LoRA saved merged into its start model needs the whole model on one process: not under
+        a sharding strategy (the method itself is resolved before)."""
+        sharded = params.launch.world_size > 1 and params.launch.strategy in ("fsdp", "zero3")
+        if sharded and self._merge_into_start(run, params):
+            return (f"capabilities.{run.capability}: a chained or long-context LoRA is saved merged into its start "
+                    f"model, which needs the whole model in one process; use launch.strategy ddp or zero2 for it")
         return None
 
     def start(self, run: Any, tokenizer: Any, params: Params) -> tuple[Any, Any]:

@@ -28,7 +28,9 @@ def _sft_trainer_class(model_loss: bool) -> Any:
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if "attention_mask" in inputs and model.training:
-                self._total_train_tokens += int(inputs["attention_mask"].sum())
+                # every rank's tokens, as TRL counts them (one tiny all-gather under several processes)
+                tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum())
+                self._total_train_tokens += int(tokens.sum())
                 self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 

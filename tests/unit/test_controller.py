@@ -228,7 +228,7 @@ def test_sigterm_after_the_last_step_still_reports_a_stop(logs: Any) -> None:
 
 
 DDP_SCRIPT = """
-import json, logging, os, signal, sys, threading
+import json, logging, os, signal, sys, threading, time
 import torch
 from datasets import Dataset
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
@@ -239,16 +239,33 @@ out, rank = sys.argv[1], int(os.environ["RANK"])
 logging.basicConfig(level=logging.INFO, format="[rank" + str(rank) + "] %(message)s", stream=sys.stdout)
 
 
+class Sensor:
+    # Rank 1's GPU runs hot for 1.5 s after step 3 (rank 0's never): both ranks must wait it out.
+    hot_until = 0.0
+
+    def __call__(self):
+        return 90.0 if time.monotonic() < self.hot_until else 50.0
+
+
+sensor = Sensor()
+step_ends = {}
+
+
 class OneRankSignals(TrainerCallback):
     # Every signal goes to ONE rank only; the controller must act on all ranks at the same step.
+    def on_step_begin(self, args, state, control, **kwargs):
+        step_ends.setdefault(state.global_step, time.monotonic())  # when the step after it begins
+
     def on_step_end(self, args, state, control, **kwargs):
         me = os.getpid()
+        if state.global_step == 3 and rank == 1:
+            sensor.hot_until = time.monotonic() + 1.5
         if state.global_step == 1 and rank == 1:
             threading.Timer(0.6, os.kill, (me, signal.SIGUSR1)).start()
             os.kill(me, signal.SIGUSR1)
         if state.global_step == 2 and rank == 0:
             os.kill(me, signal.SIGUSR2)
-        if state.global_step == 3 and rank == 1:
+        if state.global_step == 4 and rank == 1:
             os.kill(me, signal.SIGTERM)
 
 
@@ -259,22 +276,25 @@ ids = torch.randint(0, 64, (24, 12), generator=torch.Generator().manual_seed(1))
 args = TrainingArguments(output_dir=out, max_steps=6, per_device_train_batch_size=2, use_cpu=True,
                          report_to="none", save_strategy="steps", save_steps=1000, logging_steps=1,
                          disable_tqdm=True, seed=0)
-params = ControllerParams(cooldown_every_steps=0, max_gpu_temp_c=0)
-controller = TrainingController(params, {"max_steps": 6}, logger=logging.getLogger("nexus.test"))
+params = ControllerParams(cooldown_every_steps=0, max_gpu_temp_c=80, thermal_poll_seconds=0)
+controller = TrainingController(params, {"max_steps": 6}, logger=logging.getLogger("nexus.test"),
+                                read_temperature=sensor)
 trainer = Trainer(model=LlamaForCausalLM(config), args=args, callbacks=[OneRankSignals(), controller],
                   train_dataset=Dataset.from_dict({"input_ids": ids, "labels": ids}))
 with controller:
     trainer.train()
 world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 with open(os.path.join(out, "result-%d.json" % rank), "w") as fh:
-    result = {"step": trainer.state.global_step, "stopped": controller.stopped_by_signal, "world": world}
+    result = {"step": trainer.state.global_step, "stopped": controller.stopped_by_signal, "world": world,
+              "held_after_step_3": step_ends[3] - step_ends[2] > 1.2}
     json.dump(result, fh)
 """
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_signals_to_one_ddp_rank_act_on_all_ranks(tmp_path: Path) -> None:
-    """torchrun, 2 CPU ranks over gloo: pause, checkpoint and stop agree across ranks (no hang)."""
+    """torchrun, 2 CPU ranks over gloo: pause, checkpoint, thermal wait and stop agree across ranks
+    (no hang)."""
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
     out = tmp_path / "out"
@@ -285,14 +305,15 @@ def test_signals_to_one_ddp_rank_act_on_all_ranks(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = [json.loads((out / f"result-{r}.json").read_text()) for r in (0, 1)]
-    assert results == [{"step": 3, "stopped": True, "world": 2}] * 2
+    assert results == [{"step": 4, "stopped": True, "world": 2, "held_after_step_3": True}] * 2
     assert marker(out / "checkpoint-2")["step"] == 2
-    assert marker(out / "checkpoint-3")["step"] == 3
+    assert marker(out / "checkpoint-4")["step"] == 4
     for line in (
         "[rank0] Paused at step 1 (SIGUSR1 to resume)",
         "[rank0] Resumed at step 1",
         "[rank0] Checkpoint requested by SIGUSR2 at step 2",
-        "[rank0] Stop requested by SIGTERM at step 3: saving a checkpoint and stopping",
+        "[rank1] GPU at 90 C (limit 80 C): paused at step 3 until it cools",  # rank 0 waits silently
+        "[rank0] Stop requested by SIGTERM at step 4: saving a checkpoint and stopping",
     ):
         assert line in proc.stdout.splitlines()
     assert "[rank1] Paused" not in proc.stdout  # status lines come from rank 0 only

@@ -218,3 +218,24 @@ def test_a_sigterm_to_one_rank_alone_still_makes_the_parent_exit_143(tmp_path):
     os.kill(max(launch.rank_pids(parent.pid)), signal.SIGTERM)  # one rank; the launcher stops the other
     _, err = parent.communicate(timeout=30)
     assert parent.returncode == 143, err
+
+
+def test_a_lora_saved_merged_is_refused_under_sharding_strategies():
+    """A chained LoRA is saved merged into its start model: that needs the whole model in one process."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from nexus.methods import load_params
+    from nexus.text_training import TextKind
+
+    params = load_params(ROOT / "params.yaml")
+    chained = dataclasses.replace(params.capabilities["cot"], init_from="models/capabilities/reasoning")
+    run = SimpleNamespace(capability="cot", cap=chained)
+    for strategy, refused in (("ddp", False), ("zero2", False), ("fsdp", True), ("zero3", True)):
+        spread = dataclasses.replace(params, launch=LaunchParams(processes=2, strategy=strategy))
+        problem = TextKind().check(run, spread)
+        assert (problem is not None) == refused, strategy
+        if refused:
+            assert problem.startswith("capabilities.cot: a chained or long-context LoRA is saved merged")
+    assert TextKind().check(SimpleNamespace(capability="cot", cap=params.capabilities["cot"]), dataclasses.replace(
+        params, launch=LaunchParams(processes=2, strategy="zero3"))) is None  # a plain LoRA saves as an adapter
