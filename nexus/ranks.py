@@ -21,7 +21,6 @@ __all__ = [
     "rank",
     "split_global_batch",
     "start_process_group",
-    "total",
     "world_size",
 ]
 
@@ -94,19 +93,6 @@ def barrier() -> None:
     dist = _group()
     if dist is not None:
         dist.barrier()
-
-
-def total(value: float) -> float:
-    """``value`` summed over every rank (itself in one process): e.g. tokens each rank trained on."""
-    dist = _group()
-    if dist is None:
-        return value
-    import torch
-
-    device = torch.device("cuda", torch.cuda.current_device()) if "nccl" in str(dist.get_backend()) else "cpu"
-    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
 
 
 def gather_pids() -> list[int]:

@@ -350,6 +350,8 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
     if problem:
         raise CapabilityUnavailableError(problem)
     _log_split(split)
+    ranks.split_global_batch(cap.batch_size, cap.grad_accum, ranks.world_size(),  # refused before a model loads
+                             where=f"capabilities.{capability}")
     run.schedule = schedule_of(cap, params, split)
     ranks.barrier()  # every rank has planned before rank 0 tidies the checkpoints they all read
     if ranks.is_main():
