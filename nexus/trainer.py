@@ -104,6 +104,20 @@ def schedule_of(cap: CapabilityParams, params: Params, split: PreparedSplit) -> 
             "base_model": params.base.model, "data": split.fingerprint}
 
 
+def batch_split(cap: CapabilityParams, capability: str = "capabilities") -> tuple[int, int]:
+    """``(per-process batch, accumulation steps)`` for this run's world size: the global batch
+    ``batch_size x grad_accum`` split (:func:`nexus.ranks.split_global_batch`). Quick mode (a
+    smoke run of batch 1) takes one example per process per step when its batch cannot split.
+
+    Raises:
+        BatchSplitError: the world size does not divide the global batch of a full run.
+    """
+    world = ranks.world_size()
+    if cap.quick and (cap.batch_size * cap.grad_accum) % world:
+        return 1, 1
+    return ranks.split_global_batch(cap.batch_size, cap.grad_accum, world, where=f"capabilities.{capability}")
+
+
 def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, profile: DeviceProfile,
                        capability: str = "capabilities") -> dict:
     """The ``TrainingArguments`` keywords every method shares (method configs add their own).
@@ -114,8 +128,7 @@ def training_arguments(cap: CapabilityParams, params: Params, ckpt_dir: Path, pr
     Raises:
         BatchSplitError: the world size does not divide the global batch.
     """
-    per_process, accum = ranks.split_global_batch(cap.batch_size, cap.grad_accum, ranks.world_size(),
-                                                  where=f"capabilities.{capability}")
+    per_process, accum = batch_split(cap, capability)
     return {
         "output_dir": str(ckpt_dir),
         "num_train_epochs": cap.epochs,
@@ -350,8 +363,13 @@ def _plan_run(capability: str, params: Params, organized_dir: str | Path, modali
     if problem:
         raise CapabilityUnavailableError(problem)
     _log_split(split)
-    ranks.split_global_batch(cap.batch_size, cap.grad_accum, ranks.world_size(),  # refused before a model loads
-                             where=f"capabilities.{capability}")
+    per_process, accum = batch_split(cap, capability)  # an unsplittable global batch is refused here
+    world = ranks.world_size()
+    if world > 1:
+        log.info("%s: %d processes x batch %d x %d accumulation steps = global batch %d%s", capability, world,
+                 per_process, accum, world * per_process * accum,
+                 "" if world * per_process * accum == cap.batch_size * cap.grad_accum
+                 else " (quick mode: one example per process)")
     run.schedule = schedule_of(cap, params, split)
     ranks.barrier()  # every rank has planned before rank 0 tidies the checkpoints they all read
     if ranks.is_main():

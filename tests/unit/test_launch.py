@@ -239,3 +239,19 @@ def test_a_lora_saved_merged_is_refused_under_sharding_strategies():
             assert problem.startswith("capabilities.cot: a chained or long-context LoRA is saved merged")
     assert TextKind().check(SimpleNamespace(capability="cot", cap=params.capabilities["cot"]), dataclasses.replace(
         params, launch=LaunchParams(processes=2, strategy="zero3"))) is None  # a plain LoRA saves as an adapter
+
+
+def test_quick_mode_takes_one_example_per_process_where_its_batch_cannot_split(monkeypatch):
+    """QUICK=1 NPROC=2: quick's global batch is 1; a smoke run takes one example per process instead of
+    refusing. A full run's unsplittable batch is still refused."""
+    import dataclasses
+
+    from nexus.methods import load_params
+    from nexus.trainer import batch_split
+
+    cot = load_params(ROOT / "params.yaml").capabilities["cot"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert batch_split(dataclasses.replace(cot, quick=True).effective(), "cot") == (1, 1)
+    assert batch_split(dataclasses.replace(cot, batch_size=2, grad_accum=4), "cot") == (2, 2)
+    with pytest.raises(ranks.BatchSplitError, match="capabilities.cot: the global batch"):
+        batch_split(dataclasses.replace(cot, batch_size=1, grad_accum=1), "cot")
