@@ -41,6 +41,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from nexus import ranks
 from nexus.checkpoints import (
     CHECKPOINT_PREFIX,
     KEEP_CHECKPOINTS,
@@ -135,17 +136,6 @@ class _Requests:
     stop: bool = False
     cooling: bool = False
     hot: bool = False
-
-
-def _distributed() -> Any:
-    """``torch.distributed`` when a process group is running, else None."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch without distributed support
-        return None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist
-    return None
 
 
 def _free_accelerator_memory() -> None:
@@ -278,7 +268,7 @@ class TrainingController(TrainerCallback):
             self._stop_pending = False
         self.signals.begin_training()
         pid = os.getpid()
-        dist = _distributed()
+        dist = ranks.group()
         where = f" (rank {dist.get_rank()} of {dist.get_world_size()}; any rank will do)" if dist else ""
         if self.signals.installed:
             self.log.info(
@@ -332,7 +322,7 @@ class TrainingController(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
         """Mark the checkpoint just written as complete, then finish a hold deferred by the save."""
-        dist = _distributed()
+        dist = ranks.group()
         if dist is not None:
             dist.barrier()  # every rank has written its part of the checkpoint
         folder = os.path.join(args.output_dir, f"{CHECKPOINT_PREFIX}{state.global_step}")
@@ -441,7 +431,7 @@ class TrainingController(TrainerCallback):
         cooling = time.monotonic() < self._cooldown_until
         hot = self._temperature is not None and self._temperature > self.params.max_gpu_temp_c
         values = [toggles, saves, int(self._stop_pending), int(cooling), int(hot)]
-        dist = _distributed()
+        dist = ranks.group()
         if dist is not None:  # MAX: a signal to any one rank counts for all; all ranks wait for the slowest
             values = self._all_reduce_max(dist, values)
         toggles, saves, stop, cooling, hot = values
@@ -491,6 +481,6 @@ class TrainingController(TrainerCallback):
     # ------------------------------------------------------------------ helpers
     def _log_main(self, msg: str, *args: Any) -> None:
         """Log a status line once per job: on rank 0 only when distributed."""
-        dist = _distributed()
+        dist = ranks.group()
         if dist is None or dist.get_rank() == 0:
             self.log.info(msg, *args)

@@ -217,7 +217,7 @@ def run_ranks(cmd: Sequence[str], say: Callable[[str], None] | None = None) -> i
                 rc = proc.wait()
                 break
             except KeyboardInterrupt:  # Ctrl-C reached the launcher and the ranks too: let them stop
-                terminated = True
+                say("Ctrl-C: waiting for the launcher to stop the ranks (no checkpoint is written)")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

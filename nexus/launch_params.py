@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["STRATEGIES", "LaunchParams"]
+__all__ = ["SHARDED_WEIGHTS", "STRATEGIES", "LaunchParams"]
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
 """``launch.strategy`` values: each is ``configs/accelerate/<strategy>.yaml``."""
+SHARDED_WEIGHTS = ("fsdp", "zero3")
+"""Strategies under which no process holds the whole model (the weights themselves are sharded)."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ __all__ = [
     "BatchSplitError",
     "barrier",
     "gather_pids",
+    "group",
+    "is_sharded",
     "is_main",
     "local_rank",
     "nodes",
@@ -90,14 +92,14 @@ def start_process_group() -> None:
 
 def barrier() -> None:
     """Wait until every rank gets here (nothing to wait for in one process)."""
-    dist = _group()
+    dist = group()
     if dist is not None:
         dist.barrier()
 
 
 def gather_pids() -> list[int]:
     """Every rank's PID, by rank (this process's alone without a process group)."""
-    dist = _group()
+    dist = group()
     if dist is None:
         return [os.getpid()]
     pids: list[Any] = [None] * dist.get_world_size()
@@ -105,10 +107,19 @@ def gather_pids() -> list[int]:
     return [int(p) for p in pids]
 
 
-def _group() -> Any:
-    """``torch.distributed`` when a process group of more than one rank is running, else None."""
+def group() -> Any:
+    """``torch.distributed`` when a process group of more than one rank is running, else None
+    (without a launcher's ``WORLD_SIZE``, torch is not even imported)."""
     if world_size() <= 1:
         return None
     import torch.distributed as dist
 
-    return dist if dist.is_available() and dist.is_initialized() else None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def is_sharded(trainer: Any) -> bool:
+    """Whether ``trainer`` shards the model across ranks (FSDP or DeepSpeed): saving its weights
+    is then a collective step every rank must take."""
+    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))

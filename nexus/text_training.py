@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nexus import ranks
 from nexus.config import CapabilityParams, Params
 from nexus.device import DeviceProfile
+from nexus.launch_params import SHARDED_WEIGHTS
 from nexus.loading import load_model, long_context_overrides
 from nexus.methods import TrainContext
 from nexus.methods.rewards import reward_of
@@ -48,7 +50,7 @@ class TextKind:
     def check(self, run: Any, params: Params) -> str | None:
         """A LoRA saved merged into its start model needs the whole model on one process: not under
         a sharding strategy (the method itself is resolved before)."""
-        sharded = params.launch.world_size > 1 and params.launch.strategy in ("fsdp", "zero3")
+        sharded = params.launch.world_size > 1 and params.launch.strategy in SHARDED_WEIGHTS
         if sharded and self._merge_into_start(run, params):
             return (f"capabilities.{run.capability}: a chained or long-context LoRA is saved merged into its start "
                     f"model, which needs the whole model in one process; use launch.strategy ddp or zero2 for it")
@@ -81,7 +83,7 @@ class TextKind:
     def save(self, run: Any, trainer: Any, tokenizer: Any, folder: Path, params: Params) -> None:
         from nexus.model_card import point_adapter_at_base
 
-        if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+        if ranks.is_sharded(trainer):
             trainer.save_model(str(folder))  # FSDP / ZeRO: every rank gathers the shards, rank 0 writes
         else:
             final = trainer.model.merge_and_unload() if self._merge_into_start(run, params) else trainer.model

@@ -305,16 +305,12 @@ def distributed_strategy() -> str:
     return "ddp"
 
 
-def _sharded(trainer: Any) -> bool:
-    return bool(getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False))
-
-
 def _save_other_rank(run: _Run, trainer: Any, tokenizer: Any, params: Params) -> None:
     """A rank other than 0 writes nothing; under FSDP or ZeRO it takes part in gathering the
     weights that rank 0 saves (into a scratch folder it then drops)."""
     import tempfile
 
-    if _sharded(trainer):
+    if ranks.is_sharded(trainer):
         with tempfile.TemporaryDirectory(prefix="nexus-rank-save-") as scratch:
             kind_of(run.capability).save(run, trainer, tokenizer, Path(scratch), params)
 
