@@ -17,7 +17,9 @@ class DeviceProfile:
 
     device: str
     bf16: bool
-    model_loss: bool  # use model(**inputs).loss rather than TRL's fused LM head
+    model_loss: bool  # the model's own forward and loss rather than TRL's fused LM head
+    labelled_logits: bool = True  # with model_loss: logits only where a label is trained
+    padding_free: bool = False  # SFT batches as one row with position_ids, no padding computed
 
     @staticmethod
     def detect() -> DeviceProfile:
@@ -30,7 +32,7 @@ class DeviceProfile:
             return DeviceProfile(
                 "cuda", torch.cuda.is_bf16_supported(), importlib.util.find_spec("triton") is None
             )
-        return DeviceProfile("cpu", _cpu_has_bf16(), True)
+        return DeviceProfile("cpu", _cpu_has_bf16(), True, padding_free=True)
 
 
 def _cpu_has_bf16() -> bool:

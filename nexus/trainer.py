@@ -13,8 +13,9 @@ saved. Losses in the run card and the dvclive curve cover the whole run (the che
 ``trainer_state.json`` carries the steps before the kill), on the Trainer's step axis.
 
 CPU-safe defaults (see docs/performance.md): no gradient checkpointing, bf16 autocast only where
-the CPU (or GPU) has bf16, and on CPU the model's own loss instead of TRL's fused LM head, which
-without Triton scores every position and recomputes LM-head tiles in backward.
+the CPU (or GPU) has bf16, and on CPU the model's own forward with logits at labelled positions
+only (:func:`nexus.methods.sft.labelled_loss`) on padding-free SFT batches, instead of TRL's fused
+LM head, which without Triton scores every position and recomputes LM-head tiles in backward.
 """
 
 from __future__ import annotations
@@ -465,9 +466,9 @@ def _run_capability(capability: str, params: Params, out_dir: Path, organized_di
     torch.manual_seed(params.base.seed)
     kind = kind_of(capability)
     model, tokenizer = kind.start(run, tokenizer, params)  # a composite's tokenizer is its processor
-    log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s)", trainable_summary(model),
-             run.method.name, kind.card(run, params)["library"], cap.adapter,
-             cap.init_from, run.profile.device, run.profile.bf16, run.profile.model_loss)
+    log.info("%s (%s via %s, %s from %s on %s, bf16=%s, model loss=%s, padding-free=%s)",
+             trainable_summary(model), run.method.name, kind.card(run, params)["library"], cap.adapter,
+             cap.init_from, run.profile.device, run.profile.bf16, run.profile.model_loss, run.profile.padding_free)
     controller = TrainingController(params.controller, run.schedule, logger=log, signals=signals)
     args = training_arguments(cap, params, run.ckpt_dir, run.profile, capability)
     callbacks: list[Any] = [controller]

@@ -56,7 +56,7 @@ class TrainContext:
         args: common ``TrainingArguments`` keywords (output_dir, max_steps, learning_rate, bf16,
             use_cpu, save_steps, ...); method configs add their own keys to these.
         callbacks: controller and dvclive callbacks; pass them to the trainer.
-        profile: device profile (device, bf16, model_loss).
+        profile: device profile (device, bf16, loss path, padding-free batches).
         examples: the capability's formatted training examples.
         rows: the method's own rows when it needs more than ``examples`` (pairs, text, prompts).
         reward: verifiable reward of one completion text for one example, in [0, 1].
