@@ -10,8 +10,11 @@ only. Imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +128,49 @@ def _stage_reasons(stage: Any, locked: set[str]) -> list[str]:
     return lines
 
 
+def _key(value: Any) -> Any:
+    """A value as a memo key: strings, numbers and None as they are, DVC objects by identity."""
+    return value if value is None or isinstance(value, str | int | float | bool) else id(value)
+
+
+@contextmanager
+def _one_hash_per_path() -> Iterator[None]:
+    """While the plan asks DVC: each path is hashed once, and each params file read once.
+
+    The stages list the same code files (nexus/cli.py in every one: about 1,100 deps, 130 paths), and
+    each dep's ``status()`` runs DVC's own ``build`` (a state-DB lookup, a rehash where it misses) and
+    each ``params`` dep rereads params.yaml. The answers are DVC's, computed once per call with the
+    same arguments; nothing outlives the ``with`` (no answer can go stale between two plans)."""
+    import dvc.dependency.param as dvc_param
+    import dvc.output as dvc_output
+
+    build, load_path = getattr(dvc_output, "build", None), getattr(dvc_param, "load_path", None)
+    if not (callable(build) and callable(load_path)):  # another DVC layout: its answers, unshared
+        yield
+        return
+    built: dict[tuple[Any, ...], Any] = {}
+    loaded: dict[tuple[str, int], Any] = {}
+
+    def one_build(*args: Any, **kwargs: Any) -> Any:  # the same call, progress callback aside
+        key = (*map(_key, args), *sorted((k, _key(v)) for k, v in kwargs.items() if k != "callback"))
+        if key not in built:
+            built[key] = build(*args, **kwargs)
+        return built[key]
+
+    def one_load(path: str, fs: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            return load_path(path, fs, **kwargs)
+        if (path, id(fs)) not in loaded:
+            loaded[path, id(fs)] = load_path(path, fs)
+        return copy.deepcopy(loaded[path, id(fs)])  # read_param_file hands out parts of it
+
+    dvc_output.build, dvc_param.load_path = one_build, one_load
+    try:
+        yield
+    finally:
+        dvc_output.build, dvc_param.load_path = build, load_path
+
+
 def _dvc_api_status(targets: list[str]) -> Status:
     """The same answer from DVC itself, in process: one index (dvc.yaml and dvc.lock read once),
     then ``Stage.status()`` on the targets and their upstream stages only. (``Repo.status(targets,
@@ -136,7 +182,7 @@ def _dvc_api_status(targets: list[str]) -> Status:
         import networkx as nx
         from dvc.repo import Repo
 
-        with Repo(".") as repo, repo.lock:
+        with Repo(".") as repo, repo.lock, _one_hash_per_path():
             index = repo.index
             stages = {stage.addressing: stage for stage in index.stages}
             missing = [t for t in targets if t not in stages]
