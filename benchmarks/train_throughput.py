@@ -60,6 +60,7 @@ TRL_VARIANTS = ("trl-defaults", ANCHOR, "trl-fp32")
 DEFAULT_VARIANTS = ("trl-defaults", ANCHOR, "nexus")
 LOSS_TOLERANCE = 0.02  # |mean loss difference| counted as the same loss (LoRA dropout masks differ by shape)
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "4090": 165.0}
+FP32 = {"on": False}  # --fp32: bf16 off everywhere, the path a CPU without native bf16 takes
 LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 
 
@@ -79,7 +80,8 @@ def _trl_trainer(variant: str, model_path: str, rows: list[dict], steps: int, ba
     from nexus.device import DeviceProfile
     from nexus.loading import load_model, load_tokenizer
 
-    tuned = {"bf16": variant == ANCHOR and DeviceProfile.detect().bf16, "gradient_checkpointing": False}
+    bf16 = DeviceProfile.detect().bf16 and not FP32["on"]
+    tuned = {"bf16": variant == ANCHOR and bf16, "gradient_checkpointing": False}
     tuned = {} if variant == "trl-defaults" else tuned
     cap = CapabilityParams()
     config = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size,
@@ -105,6 +107,7 @@ def _nexus_trainer(variant: str, model_path: str, rows: list[dict], steps: int, 
     params = parse_params({"base": {"model": model_path, "seed": 0},
                            "controller": {"checkpoint_every_steps": 10**9}})
     profile = dataclasses.replace(nexus_trainer.DeviceProfile.detect(), **NEXUS_LEVERS[variant])
+    profile = dataclasses.replace(profile, bf16=profile.bf16 and not FP32["on"])
     args = nexus_trainer.training_arguments(cap, params, Path(out), profile)
     args.update(save_strategy="no", torch_compile=variant == "nexus-compile")
     tokenizer = load_tokenizer(model_path)
@@ -175,7 +178,7 @@ def _child(variant: str, args: argparse.Namespace, steps: int) -> dict:
     else:
         cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--steps", str(steps),
                "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), *(["--fp32"] if args.fp32 else [])]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"train_throughput: variant {variant} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -210,7 +213,8 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace, emulated_bf16:
     """Print medians, ranges, loads, the speed-ups over the anchor and the loss check."""
     print(cpu_summary())
     print(f"model {args.model}, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}, "
-          f"repeats {args.repeats} interleaved, threads {runs[next(iter(runs))][0]['threads']}")
+          f"repeats {args.repeats} interleaved, threads {runs[next(iter(runs))][0]['threads']}"
+          f"{', fp32 forced (--fp32)' if args.fp32 else ''}")
     print(f"{'variant':<18}{'median tok/s':>13}{'range':>17}{'tokens':>8}{'steps':>6}{'mean loss':>11}"
           "  load before/after")
     for variant, done in runs.items():
@@ -250,8 +254,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--llamafactory", metavar="PYTHON", help="interpreter of an environment with LLaMA-Factory")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's peak dense bf16 TFLOP/s, for MFU")
+    parser.add_argument("--fp32", action="store_true",
+                        help="bf16 off for trl-tuned and nexus: the path of a CPU without native bf16")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    FP32["on"] = args.fp32
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.model, args.steps, args.batch_size, args.max_length,
                                      args.threads)))
