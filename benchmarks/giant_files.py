@@ -9,11 +9,15 @@ subprocess (so peak memory does not carry from one measurement to the next):
   default, like ``organize.stream_threshold_mb``): files up to the threshold take the in-memory
   path, larger ones the streaming path; ``--also-stream`` adds a run with the threshold at 0, so
   every size streams;
+- ``read``: :func:`nexus.readers.count_records` on the file (every line parsed, nothing checked),
+  the floor for the organizer and the loader, which also check and format every record;
 - ``cat FILE > /dev/null``, the floor for reading the bytes;
 - ``baseline``: a Python process that only imports the modules, the floor for peak RSS.
 
-Peak RSS is the child's ``ru_maxrss`` (from ``os.wait4``, so it includes the interpreter); MB/s is
-the file size over the child's own wall time for the work (imports excluded). Every file is read
+Each line and the table give the read speed in MB/s (MiB of the file per second) of the reader,
+the organizer and the loader. Peak RSS is the child's ``ru_maxrss`` (from ``os.wait4``, so it
+includes the interpreter); MB/s is the file size over the child's own wall time for the work
+(imports excluded). Every file is read
 from the page cache when the machine has the memory for it (it was just written): the figures are
 CPU-bound, not disk-bound.
 
@@ -88,10 +92,14 @@ def child(task: str, path: Path, work: Path, threshold_mb: float, eval_size: int
     logging.basicConfig(level=logging.INFO, format="    %(name)s: %(message)s", stream=sys.stderr)
     from nexus.examples import load_examples
     from nexus.organize import organize
+    from nexus.readers import count_records
 
     started = time.perf_counter()
     if task == "baseline":
         return {"seconds": 0.0}
+    if task == "read":
+        records = count_records(path)
+        return {"seconds": time.perf_counter() - started, "records": records}
     if task == "organize":
         catalog = organize([path.parent], work / "organized")
         entry = catalog.files[0]
@@ -162,24 +170,32 @@ def _measure_size(size: int, root: Path, args: argparse.Namespace) -> tuple:
           f"{time.perf_counter() - started:.0f} s", flush=True)
     baseline = run_child("baseline", path, work, args)
     cat_s = cat_seconds(path)
+    read = run_child("read", path, work, args)
+    print(f"  read (parse only): {_speed(actual_mb, read)}", flush=True)
     org = run_child("organize", path, work, args)
-    print(f"  organize: {org['seconds']:.1f} s, peak RSS {org['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"  organize: {_speed(actual_mb, org)}", flush=True)
     if org["records"] != records:
         raise SystemExit(f"the organizer counted {org['records']} records in {path}, not {records}")
     loads = [("default", run_child("load", path, work, args))]
     if args.also_stream:
         loads.append(("stream", run_child("load", path, work, args, threshold_mb=0)))
     for label, load in loads:
-        print(f"  load ({label}): {load['seconds']:.1f} s, peak RSS {load['peak_rss_mb']:.0f} MB, "
+        print(f"  load ({label}): {_speed(actual_mb, load)}, "
               f"{load['train']} train + {load['eval']} eval of {load['kept']} kept", flush=True)
     mode = "stream" if actual_mb > args.threshold_mb else "in memory"
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
-    return size, records, baseline, org, mode, loads, actual_mb / cat_s, actual_mb
+    return size, records, baseline, read, org, mode, loads, actual_mb / cat_s, actual_mb
+
+
+def _speed(size_mb: float, result: dict) -> str:
+    """``"12.3 s, 81.4 MB/s, peak RSS 25 MB"`` for one child's result on a ``size_mb`` file."""
+    return (f"{result['seconds']:.1f} s, {size_mb / result['seconds']:.1f} MB/s, "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB")
 
 
 def _print_table(rows: list[tuple], args: argparse.Namespace) -> None:
-    header = ["size MiB", "records", "python floor RSS MB", "organizer peak RSS MB",
+    header = ["size MiB", "records", "python floor RSS MB", "reader MB/s", "organizer peak RSS MB",
               "organizer MB/s", f"loader (threshold {args.threshold_mb:g}) path",
               "loader peak RSS MB", "loader MB/s"]
     if args.also_stream:
@@ -187,9 +203,10 @@ def _print_table(rows: list[tuple], args: argparse.Namespace) -> None:
     header.append("cat MB/s")
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
-    for size, records, baseline, org, mode, loads, cat_mbs, actual_mb in rows:
+    for size, records, baseline, read, org, mode, loads, cat_mbs, actual_mb in rows:
         cells = [str(size), str(records), f"{baseline['peak_rss_mb']:.0f}",
-                 f"{org['peak_rss_mb']:.0f}", f"{actual_mb / org['seconds']:.1f}", mode]
+                 f"{actual_mb / read['seconds']:.1f}", f"{org['peak_rss_mb']:.0f}",
+                 f"{actual_mb / org['seconds']:.1f}", mode]
         for _, load in loads:
             cells += [f"{load['peak_rss_mb']:.0f}", f"{actual_mb / load['seconds']:.1f}"]
         cells.append(f"{cat_mbs:.0f}")

@@ -25,6 +25,7 @@ Two modes, chosen per call from the size of the capability's files:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -70,7 +71,7 @@ def _drop_duplicates(examples: list[capabilities.Example], dropped: Counter[str]
     seen: set[str] = set()
     unique = []
     for example in examples:
-        key = json.dumps(example, sort_keys=True, ensure_ascii=False)
+        key = canonical_json(example)
         if key in seen:
             dropped[_DUPLICATE] += 1
             continue
@@ -213,13 +214,14 @@ def _formatted(module: Any, entries: list[dict[str, Any]], capability: str,
             dropped[f"format '{entry['format']}' has no {capability} formatter"] += entry.get("records", 0)
             continue
         source = Path(entry["path"])
+        kind, folder = entry.get("kind"), source.parent
         for record in iter_records(source):
-            reason = record_problem(record, entry.get("kind"), source)
+            reason = record_problem(record, kind, source)
             example, reason = (None, reason) if reason else format_record(formatter, record)
             if reason:
                 dropped[reason] += 1  # the reason the organizer reported for it (nexus.record_checks)
             else:
-                yield with_media_paths(example, source.parent)
+                yield with_media_paths(example, folder)
 
 
 MEDIA_KEYS = ("images", "audios", "videos")
@@ -237,13 +239,28 @@ def with_media_paths(example: capabilities.Example, folder: Path) -> capabilitie
     return {**example, **joined}
 
 
+# json.dumps(..., sort_keys=True, ensure_ascii=False) without building an encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
+def canonical_json(example: capabilities.Example) -> str:
+    """An example's canonical JSON (sorted keys): equal examples, equal text."""
+    return _CANONICAL.encode(example)
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_blake2b(seed: int) -> Any:
+    """A 128-bit BLAKE2b keyed by ``seed``, with nothing hashed yet (copied for each key)."""
+    return hashlib.blake2b(digest_size=16, key=str(seed).encode())
+
+
 def stream_key(example: capabilities.Example, seed: int) -> int:
     """The streaming-mode sort key of an example: a keyed 128-bit BLAKE2b of its canonical JSON.
 
     Equal examples get equal keys, whatever file or position they come from.
     """
-    canonical = json.dumps(example, sort_keys=True, ensure_ascii=False).encode()
-    digest = hashlib.blake2b(canonical, digest_size=16, key=str(seed).encode())
+    digest = _keyed_blake2b(seed).copy()
+    digest.update(canonical_json(example).encode())
     return int.from_bytes(digest.digest(), "big")
 
 

@@ -46,6 +46,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUPPORTED_SUFFIXES = (*JSONL_SUFFIXES, ".json", ".csv", ".parquet", ".txt")
 
 _WS = " \t\r\n\ufeff"
+_JSON_WS = " \t\r\n"  # whitespace in JSON text (RFC 8259)
 
 
 class RecordError(ValueError):
@@ -233,8 +234,25 @@ def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if not line.strip():
                 continue  # blank lines are tolerated (LLaMA-Factory's v1 demo has one)
             number += 1
-            where = f"line {line_no} (record {number})"
-            yield _as_object(_loads(line, path, where), path, where)
+            yield _jsonl_record(line, path, line_no, number)
+
+
+def _jsonl_record(line: str, path: Path, line_no: int, number: int) -> dict[str, Any]:
+    """The object on one JSONL line; ``line_no`` and record ``number`` name it in an error.
+
+    A line that is one valid object followed by JSON whitespace (the common case) takes a single
+    ``raw_decode``; any other line goes the strict way, :func:`_loads`, for its exact value or error.
+    """
+    if line[0] == "{":
+        try:
+            value, end = _DECODER.raw_decode(line)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if end == len(line) or not line[end:].strip(_JSON_WS):
+                return value
+    where = f"line {line_no} (record {number})"
+    return _as_object(_loads(line, path, where), path, where)
 
 
 def _as_object(value: Any, path: Path, where: str) -> dict[str, Any]:

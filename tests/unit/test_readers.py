@@ -378,3 +378,23 @@ def test_why_no_records(tmp_path):
     array.write_text("[ ]", encoding="utf-8")
     assert count_records(array) == 0
     assert readers.why_no_records(array) == "no records in it (only whitespace or an empty array)"
+
+
+def test_jsonl_lines_starting_like_an_object_keep_the_strict_errors(tmp_path):
+    """The one-``raw_decode`` path for a line that is one object must not accept what the strict
+    decoder refuses, nor change its message."""
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"a": 1}  \t\n  {"b": [2]}\n{"c": "\\u2028"}', encoding="utf-8")
+    assert list(iter_records(ok)) == [{"a": 1}, {"b": [2]}, {"c": "\u2028"}]
+    cases = {
+        '{"a": 1}\x0b\n': r"line 2 \(record 2\): invalid JSON: Extra data \(column 9\)",  # not JSON whitespace
+        '{"a": 1} {"b": 2}\n': r"line 2 \(record 2\): invalid JSON: Extra data \(column 10\)",
+        '{"a": NaN}\n': r"line 2 \(record 2\): NaN is not valid JSON",
+        '{"a": 1,}\n': r"line 2 \(record 2\): invalid JSON: Expecting property name",
+        '{"a": ': r"line 2 \(record 2\): invalid JSON: Expecting value \(column 7\)",  # no final break
+    }
+    for i, (line, message) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.jsonl"
+        path.write_text('{"x": 0}\n' + line, encoding="utf-8")
+        with pytest.raises(RecordError, match=message):
+            list(iter_records(path))
